@@ -1,0 +1,62 @@
+"""Model <-> checkpoint payload: the checkpoint carries what is needed to rebuild and run the model.
+
+Payload keys written by :func:`model_payload` (the engine adds optimizer/scheduler/RNG state etc.)::
+
+    {"format": "adafuse.checkpoint/1", "arch": str, "build_config": dict, "input_spec": dict,
+     "class_names": list[str] | None, "model": state_dict}
+
+Everything in it is a tensor, number, string, list or dict, so ``torch.load(weights_only=True)`` reads it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adafuse.models.recognizer import InputSpec, VideoRecognizer
+
+CHECKPOINT_FORMAT = "adafuse.checkpoint/1"
+
+
+def model_payload(model: VideoRecognizer, class_names: list[str] | None = None) -> dict[str, Any]:
+    """The model part of a checkpoint (unwraps DDP / torch.compile wrappers)."""
+    model = getattr(model, "module", model)
+    model = getattr(model, "_orig_mod", model)
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "arch": model.arch,
+        "build_config": dict(model.build_config),
+        "input_spec": model.input_spec.to_dict(),
+        "class_names": list(class_names) if class_names is not None else None,
+        "model": model.state_dict(),
+    }
+
+
+def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint file safely (``weights_only=True``) with a clear error if it is not ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or "model" not in payload or "arch" not in payload:
+        raise ValueError(f"{path} is not an adafuse checkpoint (expected keys 'arch' and 'model'); "
+                         "for the authors' released checkpoints run `adafuse convert` first")
+    return payload
+
+
+def model_from_checkpoint(source: str | Path | dict[str, Any]) -> tuple[VideoRecognizer, dict[str, Any]]:
+    """Rebuild the model of a checkpoint (file path or payload dict) and load its weights.
+
+    Returns ``(model in eval mode, payload)``.
+    """
+    from adafuse.models import build_model
+
+    payload = source if isinstance(source, dict) else load_checkpoint_file(source)
+    config = dict(payload.get("build_config") or {})
+    model = build_model(payload["arch"], **config)
+    model.load_state_dict(payload["model"])
+    if payload.get("input_spec"):
+        model.input_spec = InputSpec.from_dict(payload["input_spec"])
+    return model.eval(), payload
