@@ -1,7 +1,359 @@
-"""(Being written.) Registry entries of this module go into ``MODELS``; ``registry.py`` merges them."""
+"""EfficientNet-b0..b3 (Tan & Le, 2019) with torchvision's parameter names, plus an AdaFuse gate per MBConv.
+
+An MBConv block reads top to bottom::
+
+    x -> [expand 1x1 conv -> BN -> swish] -> [fusion(x, .)] -> depthwise kxk conv (stride) -> BN -> swish
+      -> squeeze-and-excitation -> project 1x1 conv -> BN (-> stochastic depth + x when shapes allow)
+
+Stages (b0; widths scaled by ``round_filters``, depths by ``round_repeats``)::
+
+    stem 3x3/2 conv 32 | MBConv1 k3 16 x1 | MBConv6 k3 24 x2 /2 | MBConv6 k5 40 x2 /2 | MBConv6 k3 80 x3 /2
+    | MBConv6 k5 112 x3 | MBConv6 k5 192 x4 /2 | MBConv6 k3 320 x1 | head 1x1 conv 1280 | global avg pool
+
+Parameter names follow torchvision's ``efficientnet_b0``..``b3`` (``features.0.0.weight`` stem conv,
+``features.{stage}.{block}.block.{i}.{0,1}`` conv/BN, ``...block.{i}.fc1/fc2`` squeeze-excitation,
+``features.8`` head conv), so a torchvision ImageNet state-dict file loads into the backbone (its
+``classifier.*`` keys belong to the ImageNet head and are not part of it). The AdaFuse gate of a block is
+``features.{stage}.{block}.fusion``.
+
+BatchNorm: eps 1e-3, momentum 0.01 as in the TensorFlow reference (``bn_eps``/``bn_momentum`` change it;
+torchvision trained its b0..b3 weights with PyTorch's defaults eps 1e-5, momentum 0.1, so pass those when
+fine-tuning from torchvision weights).
+
+Parameters and FLOPs of the paper's Table 2: its TSN baselines (5.3/7.8/9.2/12.0M, 3.1/5.6/8.0/14.4 GFLOPs per
+8-frame video) are the EfficientNet paper's ImageNet figures (1000-class head; 0.39/0.70/1.0/1.8 G
+multiply-adds per image at the native resolutions 224/240/260/300) times 8 frames. AdaFuse's totals
+(9.3/12.4/13.8/16.6M) are those plus the policy overhead of the quota rule (+3.96/4.62/4.63/4.62M).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-MODELS: dict[str, Callable] = {}
+import torch
+from torch import Tensor, nn
+
+from adafuse.models.fusion import ACTIONS, DEFAULT_TAU, AdaptiveFusion
+from adafuse.models.recognizer import InputSpec, VideoRecognizer
+from adafuse.models.registry import PolicyFactory
+
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01  # PyTorch convention: 1 - TensorFlow's decay 0.99
+
+# Builds the fusion module of one block from (block input channels C_in, expanded channels C, stage 1..7).
+FusionFactory = Callable[[int, int, int], AdaptiveFusion | None]
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of b0 before scaling: MBConv``expand_ratio`` kxk, ``repeats`` blocks, first one strided."""
+
+    expand_ratio: int
+    kernel: int
+    stride: int
+    in_channels: int
+    out_channels: int
+    repeats: int
+
+
+B0_STAGES = (
+    StageConfig(1, 3, 1, 32, 16, 1),
+    StageConfig(6, 3, 2, 16, 24, 2),
+    StageConfig(6, 5, 2, 24, 40, 2),
+    StageConfig(6, 3, 2, 40, 80, 3),
+    StageConfig(6, 5, 1, 80, 112, 3),
+    StageConfig(6, 5, 2, 112, 192, 4),
+    StageConfig(6, 3, 1, 192, 320, 1),
+)
+STEM_CHANNELS = 32
+HEAD_CHANNELS = 1280
+SE_RATIO = 0.25
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Compound scaling of one EfficientNet: width and depth multipliers, native input side in pixels,
+    and the ImageNet dropout of the reference (our video head uses the recognizer's dropout instead)."""
+
+    width_mult: float
+    depth_mult: float
+    resolution: int
+    imagenet_dropout: float
+
+
+VARIANTS = {
+    "b0": Variant(1.0, 1.0, 224, 0.2),
+    "b1": Variant(1.0, 1.1, 240, 0.2),
+    "b2": Variant(1.1, 1.2, 260, 0.3),
+    "b3": Variant(1.2, 1.4, 300, 0.3),
+}
+
+
+def round_filters(channels: int, width_mult: float, divisor: int = 8) -> int:
+    """Scale a channel count by ``width_mult`` and round to a multiple of ``divisor`` (never down by >10%)."""
+    scaled = channels * width_mult
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * scaled:
+        rounded += divisor
+    return int(rounded)
+
+
+def round_repeats(repeats: int, depth_mult: float) -> int:
+    """Scale a stage's block count by ``depth_mult``, rounding up."""
+    return int(math.ceil(depth_mult * repeats))
+
+
+class ConvBNAct(nn.Sequential):
+    """``conv (no bias) -> BN [-> swish]`` as children ``0``, ``1`` [, ``2``] (torchvision's
+    ``Conv2dNormActivation``). ``(N, C_in, H, W)`` -> ``(N, C_out, H / stride, W / stride)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int = 1, stride: int = 1, groups: int = 1,
+                 activation: bool = True, bn_eps: float = BN_EPS, bn_momentum: float = BN_MOMENTUM) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, out_channels, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum),
+        ]
+        if activation:
+            layers.append(nn.SiLU(inplace=True))
+        super().__init__(*layers)
+
+
+class SqueezeExcitation(nn.Module):
+    """``x * sigmoid(fc2(swish(fc1(GAP(x)))))``; ``fc1``/``fc2`` are 1x1 convs with bias. Shape kept."""
+
+    def __init__(self, channels: int, squeeze_channels: int) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, squeeze_channels, 1)
+        self.fc2 = nn.Conv2d(squeeze_channels, channels, 1)
+        self.activation = nn.SiLU(inplace=True)
+        self.scale_activation = nn.Sigmoid()
+
+    def forward(self, x: Tensor) -> Tensor:
+        scale = self.fc2(self.activation(self.fc1(self.avgpool(x))))
+        return x * self.scale_activation(scale)
+
+
+class StochasticDepth(nn.Module):
+    """Drops the residual branch of a whole sample (frame) with probability ``p`` in training, scaling the
+    kept ones by ``1 / (1 - p)``; identity at evaluation."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        noise = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)
+        return x * noise.bernoulli_(keep).div_(keep)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block with squeeze-and-excitation. ``(N*T, C_in, H, W)`` -> ``(N*T, C_out, H/s, W/s)``.
+
+    ``block`` holds ``[expand,] depthwise, se, project`` (torchvision's layout); with ``expand_ratio`` 6 the
+    expanded tensor ``(N*T, C, H, W)``, ``C = 6 * C_in``, is what ``fusion`` gates (policy input: ``x``).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        expand_ratio: int,
+        kernel: int,
+        stride: int,
+        drop_path: float = 0.0,
+        fusion: AdaptiveFusion | None = None,
+        bn_eps: float = BN_EPS,
+        bn_momentum: float = BN_MOMENTUM,
+    ) -> None:
+        super().__init__()
+        if fusion is not None and expand_ratio == 1:
+            raise ValueError("a fusion module needs an expansion conv to gate (expand_ratio > 1)")
+        self.in_channels, self.out_channels, self.expand_ratio = in_channels, out_channels, expand_ratio
+        self.use_res_connect = stride == 1 and in_channels == out_channels
+        expanded = in_channels * expand_ratio
+        bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(ConvBNAct(in_channels, expanded, 1, **bn))
+        layers.append(ConvBNAct(expanded, expanded, kernel, stride, groups=expanded, **bn))
+        layers.append(SqueezeExcitation(expanded, max(1, int(in_channels * SE_RATIO))))
+        layers.append(ConvBNAct(expanded, out_channels, 1, activation=False, **bn))
+        self.block = nn.Sequential(*layers)
+        self.stochastic_depth = StochasticDepth(drop_path)
+        self.fusion = fusion
+
+    @property
+    def expand(self) -> ConvBNAct | None:
+        return self.block[0] if self.expand_ratio != 1 else None
+
+    @property
+    def depthwise(self) -> ConvBNAct:
+        return self.block[-3]
+
+    @property
+    def se(self) -> SqueezeExcitation:
+        return self.block[-2]
+
+    @property
+    def project(self) -> ConvBNAct:
+        return self.block[-1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = x
+        if self.expand is not None:
+            out = self.expand(x)
+            if self.fusion is not None:
+                out = self.fusion(x, out)
+        out = self.project(self.se(self.depthwise(out)))
+        if self.use_res_connect:
+            out = self.stochastic_depth(out) + x
+        return out
+
+    def fusion_cost_layers(self) -> tuple[list[nn.Module], list[nn.Module]]:
+        """(producers, consumers) of the gated tensor: the expansion conv and the depthwise conv (which reads
+        channel ``c`` only for output ``c``, so a skipped channel saves its share exactly)."""
+        if self.expand is None:
+            return [], []
+        return [self.expand[0]], [self.depthwise[0]]
+
+
+class EfficientNet(nn.Module):
+    """EfficientNet trunk without classifier: ``(N*T, 3, H, W)`` -> pooled features ``(N*T, feature_dim)``
+    (1280 for b0/b1, 1408 for b2, 1536 for b3).
+
+    ``fusion_factory(C_in, C, stage)`` gives each expand-ratio-6 block its fusion module (or ``None``);
+    ``stage`` is 1..7. ``drop_path``: stochastic-depth rate of the last block (linearly increasing from 0,
+    as the reference and torchvision do).
+    """
+
+    def __init__(
+        self,
+        variant: str = "b0",
+        fusion_factory: FusionFactory | None = None,
+        drop_path: float = 0.2,
+        bn_eps: float = BN_EPS,
+        bn_momentum: float = BN_MOMENTUM,
+    ) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown EfficientNet variant {variant!r}; choose from {sorted(VARIANTS)}")
+        self.variant = variant
+        scale = VARIANTS[variant]
+        bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
+        stages = [
+            StageConfig(s.expand_ratio, s.kernel, s.stride, round_filters(s.in_channels, scale.width_mult),
+                        round_filters(s.out_channels, scale.width_mult), round_repeats(s.repeats, scale.depth_mult))
+            for s in B0_STAGES
+        ]
+        total_blocks = sum(s.repeats for s in stages)
+        features: list[nn.Module] = [ConvBNAct(3, stages[0].in_channels, 3, 2, **bn)]
+        block_id = 0
+        for stage_index, cfg in enumerate(stages, start=1):
+            blocks = []
+            for i in range(cfg.repeats):
+                in_channels = cfg.in_channels if i == 0 else cfg.out_channels
+                fusion = None
+                if fusion_factory is not None and cfg.expand_ratio != 1:
+                    fusion = fusion_factory(in_channels, in_channels * cfg.expand_ratio, stage_index)
+                blocks.append(MBConv(in_channels, cfg.out_channels, cfg.expand_ratio, cfg.kernel,
+                                     cfg.stride if i == 0 else 1, drop_path * block_id / total_blocks, fusion, **bn))
+                block_id += 1
+            features.append(nn.Sequential(*blocks))
+        self.feature_dim = round_filters(HEAD_CHANNELS, scale.width_mult)
+        features.append(ConvBNAct(stages[-1].out_channels, self.feature_dim, 1, **bn))
+        self.features = nn.Sequential(*features)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.avgpool(self.features(x)).flatten(1)
+
+
+def tsn_efficientnet(
+    variant: str,
+    num_classes: int = 174,
+    num_frames: int = 8,
+    dropout: float = 0.5,
+    drop_path: float = 0.2,
+    bn_eps: float = BN_EPS,
+    bn_momentum: float = BN_MOMENTUM,
+    input_size: int | None = None,
+    **unused: Any,
+) -> VideoRecognizer:
+    """TSN with EfficientNet-``variant``: per-frame EfficientNet + Dropout + Linear, logits averaged.
+
+    ``input_size`` defaults to the variant's native resolution (224/240/260/300) and only sets
+    ``input_spec.size``.
+    """
+    cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout, drop_path=drop_path, bn_eps=bn_eps,
+               bn_momentum=bn_momentum, input_size=input_size)
+    backbone = EfficientNet(variant, None, drop_path, bn_eps, bn_momentum)
+    return VideoRecognizer(backbone, backbone.feature_dim, num_classes, num_frames, dropout,
+                           input_spec=_input_spec(variant, input_size), arch=f"tsn_eff{variant}", build_config=cfg)
+
+
+def adafuse_efficientnet(
+    variant: str,
+    num_classes: int = 174,
+    num_frames: int = 8,
+    dropout: float = 0.5,
+    policy_hidden: int | None = None,
+    actions: Sequence[str] = ACTIONS,
+    use_history: bool = True,
+    tau: float = DEFAULT_TAU,
+    drop_path: float = 0.2,
+    bn_eps: float = BN_EPS,
+    bn_momentum: float = BN_MOMENTUM,
+    input_size: int | None = None,
+    **unused: Any,
+) -> VideoRecognizer:
+    """AdaFuse-TSN on EfficientNet-``variant``: a policy in every expand-ratio-6 MBConv block, gating the
+    expanded tensor before the depthwise conv.
+
+    ``policy_hidden=None`` uses the R50 quota rule (``H = 196608 // C``, Linear layers shared between blocks
+    with the same ``(2*C_in, 3*C)``; SPEC 1.3); an int gives every block its own MLP of that width.
+    """
+    factory = PolicyFactory(policy_hidden, stages=range(1, len(B0_STAGES) + 1), actions=actions,
+                            use_history=use_history, num_frames=num_frames, tau=tau)
+    cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout, policy_hidden=policy_hidden,
+               actions=list(actions), use_history=use_history, tau=tau, drop_path=drop_path, bn_eps=bn_eps,
+               bn_momentum=bn_momentum, input_size=input_size)
+    backbone = EfficientNet(variant, factory, drop_path, bn_eps, bn_momentum)
+    return VideoRecognizer(backbone, backbone.feature_dim, num_classes, num_frames, dropout,
+                           input_spec=_input_spec(variant, input_size), arch=f"adafuse_tsn_eff{variant}",
+                           build_config=cfg)
+
+
+def _input_spec(variant: str, input_size: int | None) -> InputSpec:
+    return InputSpec(size=input_size or VARIANTS[variant].resolution)
+
+
+def _fixed(builder: Callable[..., VideoRecognizer], variant: str) -> Callable[..., VideoRecognizer]:
+    def build(**kwargs: Any) -> VideoRecognizer:
+        return builder(variant, **kwargs)
+
+    build.__doc__ = builder.__doc__
+    return build
+
+
+MODELS: dict[str, Callable[..., VideoRecognizer]] = {}
+for _variant in VARIANTS:
+    MODELS[f"tsn_eff{_variant}"] = _fixed(tsn_efficientnet, _variant)
+    MODELS[f"adafuse_tsn_eff{_variant}"] = _fixed(adafuse_efficientnet, _variant)
