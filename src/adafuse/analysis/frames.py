@@ -1,0 +1,69 @@
+"""Thumbnails of the sampled frames of a video, for the compute-budget strips of the report.
+
+Decoding is done by :mod:`adafuse.data.decode` (frame folders and PyAV); this module only resolves the
+``source`` path of a prediction record, downsizes the frames and turns failures into a message for the
+page (a report must not fail because one video has moved since evaluation).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from adafuse.data.decode import DEFAULT_TEMPLATE, read_frame_folder, read_video_frames
+from adafuse.data.errors import DataError
+
+
+def resolve_source(source: str, roots: Sequence[str | os.PathLike] = ()) -> Path | None:
+    """The existing path of ``source``: as given (absolute, or relative to the working directory), else
+    relative to each of ``roots`` in turn; ``None`` when none exists."""
+    path = Path(source)
+    if path.exists():
+        return path
+    if not path.is_absolute():
+        for root in roots:
+            candidate = Path(root) / path
+            if candidate.exists():
+                return candidate
+    return None
+
+
+def read_thumbnails(
+    source: str | None,
+    indices: Sequence[int],
+    height: int = 96,
+    template: str = DEFAULT_TEMPLATE,
+    start_index: int = 1,
+    roots: Sequence[str | os.PathLike] = (),
+) -> tuple[np.ndarray | None, str | None]:
+    """Frames ``indices`` (0-based) of a video file or frame folder, resized to ``height`` pixels.
+
+    Returns ``(frames, None)`` with uint8 ``(T, height, W, 3)`` RGB, or ``(None, reason)`` when the frames
+    cannot be read (no source recorded, path not found, decode error); ``reason`` names the file.
+    ``template``/``start_index``: frame file names of frame folders (default ``{:05d}.jpg`` from 1).
+    """
+    if not source:
+        return None, "no source recorded for this video"
+    if not indices:
+        return None, f"{source}: no frame_indices recorded"
+    path = resolve_source(source, roots)
+    if path is None:
+        tried = ", ".join(str(Path(r) / source) for r in roots) if roots and not Path(source).is_absolute() else ""
+        return None, f"{source}: not found" + (f" (also tried {tried})" if tried else "")
+    try:
+        if path.is_dir():
+            frames = read_frame_folder(path, indices, template=template, start_index=start_index)
+        else:
+            frames = read_video_frames(path, indices)
+    except (DataError, ValueError, OSError) as exc:
+        return None, str(exc)
+    out = []
+    for frame in frames:
+        h, w = frame.shape[:2]
+        width = max(1, round(w * height / h))
+        out.append(np.asarray(Image.fromarray(frame).resize((width, height), Image.BILINEAR)))
+    return np.stack(out), None
