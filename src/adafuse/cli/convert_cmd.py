@@ -1,4 +1,4 @@
-"""Placeholder verb module: filled in by its issue's work (registers nothing yet)."""
+"""``adafuse convert SRC --out DST [--arch NAME]``: the authors' released checkpoints -> our checkpoint format."""
 
 from __future__ import annotations
 
@@ -6,4 +6,48 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    return None
+    p = subparsers.add_parser(
+        "convert",
+        help="convert a released AdaFuse checkpoint (DataParallel state dict) into an adafuse checkpoint",
+        description=(
+            "Read a checkpoint of the authors' released code (sthv1_adatsn50.pth.tar, sthv1_adatsm50.pth.tar,\n"
+            "sthv1_adatsm50last.pth.tar) and write an adafuse checkpoint (arch, build_config, input_spec, weights)\n"
+            "that `adafuse eval` / `adafuse predict` read directly. The architecture is inferred from the weights;\n"
+            "TSN and TSM have identical weights, so for those the file name must contain 'tsn' or 'tsm', or pass\n"
+            "--arch. The file is read with torch.load(weights_only=True): no code in it runs."
+        ),
+        epilog="examples:\n  adafuse convert sthv1_adatsm50last.pth.tar --out adatsm50last.pt\n"
+               "  adafuse convert model_best.pth.tar --out adatsn50.pt --arch adafuse_tsn_r50",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("src", metavar="SRC", help="released checkpoint file")
+    p.add_argument("--out", required=True, metavar="DST", help="adafuse checkpoint to write (.pt)")
+    p.add_argument("--arch", default=None, metavar="NAME",
+                   help="adafuse_tsn_r50 | adafuse_tsm_r50 | adafuse_tsm_last_r50 (default: inferred)")
+    p.add_argument("--num-frames", type=int, default=8, metavar="T",
+                   help="frames per clip the model is set up for (default: %(default)s, as released)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from adafuse.models.convert import convert_released_checkpoint
+    from adafuse.models.serialization import model_payload
+
+    try:
+        model, report = convert_released_checkpoint(args.src, arch=args.arch, num_frames=args.num_frames)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        raise SystemExit(f"adafuse convert: {e.args[0] if isinstance(e, KeyError) else e}") from e
+    payload = model_payload(model)
+    payload["converted_from"] = {"file": str(args.src), "summary": report.summary(), "notes": report.notes}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, out)
+    print(report.summary())
+    for note in report.notes:
+        print(f"note: {note}")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0

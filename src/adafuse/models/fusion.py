@@ -154,6 +154,12 @@ class AdaptiveFusion(nn.Module):
     def extra_repr(self) -> str:
         return f"channels={self.channels}, actions={self.actions}, tau={self.tau}, decision={self.decision}"
 
+    def __getstate__(self) -> dict:
+        # last_mask may be a non-leaf tensor of the last training step: copies and pickles drop it
+        state = self.__dict__.copy()
+        state["last_mask"] = None
+        return state
+
     def decide(self, x: Tensor, y: Tensor) -> Tensor:
         """Mask ``(N*T, C, 3)`` for block input ``x`` ``(N*T, C_in, H, W)`` and gated tensor ``y``."""
         if self.injected is not None:
