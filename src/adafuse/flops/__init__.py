@@ -1,1 +1,33 @@
+"""The one cost model of the project (SPEC section 2), used by the loss, evaluation, reports and benchmarks.
 
+* :func:`static_cost` counts a model's per-frame FLOPs (thop 0.0.31 convention: conv = MACs, Linear =
+  2 x MACs, BN = 2 x elements) and the full cost ``(F1, F2)`` of every gated block's producers/consumers.
+* :func:`dynamic_gflops` turns policy masks ``(N*T, C, 3)`` into GFLOPs per video, differentiably.
+* :func:`video_accounting` gives the per-video numbers written to ``predictions.jsonl``.
+"""
+
+from adafuse.flops.counting import (
+    GIGA,
+    RULES,
+    ZERO_COST,
+    BlockCost,
+    StaticCost,
+    cost_summary,
+    count_flops,
+    count_params,
+    model_summary,
+    static_cost,
+)
+from adafuse.flops.dynamic import (
+    block_usage,
+    dynamic_gflops,
+    dynamic_gflops_per_frame,
+    loss_gflops,
+    video_accounting,
+)
+
+__all__ = [
+    "GIGA", "RULES", "ZERO_COST", "BlockCost", "StaticCost", "block_usage", "cost_summary", "count_flops",
+    "count_params", "dynamic_gflops", "dynamic_gflops_per_frame", "loss_gflops", "model_summary", "static_cost",
+    "video_accounting",
+]
