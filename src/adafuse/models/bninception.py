@@ -164,7 +164,7 @@ class InceptionModule(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         outs = [self._run_branch(names, x) for names in self.branches]
-        sizes = {tuple(o.shape[2:]) for o in outs}
+        sizes = {tuple(int(s) for s in o.shape[2:]) for o in outs}
         if len(sizes) > 1:
             raise ValueError(f"inception branches give different spatial sizes {sorted(sizes)} for an input of "
                              f"{tuple(x.shape[2:])}; BN-Inception needs an input side such as 64, 96, 128, 160, "

@@ -1,0 +1,135 @@
+"""ONNX export of the dense clip model, checked with onnxruntime.
+
+The exported graph is the model's own eval forward: input ``clip`` ``(N, T, 3, H, W)`` float32 (normalised
+as the checkpoint's ``input_spec`` says), output ``logits`` ``(N, K)``. For AdaFuse models the argmax policy
+is inside the graph (GAP -> MLP -> ArgMax -> one-hot -> fuse with the previous frame), so the ONNX model
+makes the same per-frame, per-channel decisions; it computes every channel and masks (ONNX has no sparse
+path), i.e. it saves no time. ``N`` is a dynamic axis; ``T`` and the crop size are fixed at export.
+
+Needs the optional extra ``onnx`` (``pip install adafuse[onnx]``: onnx, onnxscript, onnxruntime).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from adafuse.models.fusion import fusion_modules, inject_policy, set_decision, set_num_frames
+
+
+@dataclass
+class ExportCheck:
+    """onnxruntime vs PyTorch on a random clip: ``max_abs_diff`` and ``rel_diff`` (``||a - b|| / ||b||``) of
+    the logits, over ``batch`` clips; ``ok``: ``rel_diff <= tolerance``."""
+
+    max_abs_diff: float
+    rel_diff: float
+    batch: int
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.rel_diff <= self.tolerance
+
+
+def _require_onnx() -> None:
+    missing = []
+    for name in ("onnx", "onnxruntime"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ImportError(f"ONNX export needs {', '.join(missing)}: pip install 'adafuse[onnx]'")
+
+
+@dataclass
+class OnnxExport:
+    """What :func:`export_onnx` wrote: ``path`` and the ``exporter`` that succeeded (``torchscript`` or
+    ``dynamo``)."""
+
+    path: Path
+    exporter: str
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    num_frames: int | None = None,
+    size: int | None = None,
+    opset: int = 18,
+) -> OnnxExport:
+    """Export ``model`` (a ``VideoRecognizer``, put in eval mode with the argmax decision, no injected
+    policy) to ``path``. ``num_frames``/``size`` default to the model's ``num_frames`` and crop size.
+
+    Tries the TorchScript-based exporter first (fast), then the ``torch.export``-based one (needed for
+    models whose forward compares traced shapes, e.g. BN-Inception's branch-size check)."""
+    _require_onnx()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = int(num_frames or model.num_frames)
+    s = int(size or model.input_spec.size)
+    model = model.eval()
+    inject_policy(model, None)
+    set_decision(model, "argmax")
+    set_num_frames(model, t)
+    example = torch.zeros(1, t, 3, s, s)
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about Python ints from shapes (T is fixed)
+        try:
+            torch.onnx.export(model, (example,), str(path), input_names=["clip"], output_names=["logits"],
+                              dynamic_axes={"clip": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+                              dynamo=False)
+            return OnnxExport(path, "torchscript")
+        except Exception as first:  # noqa: BLE001 -- fall back to the torch.export-based exporter
+            quiet.setLevel(logging.ERROR)
+            try:
+                torch.onnx.export(model, (example,), str(path), input_names=["clip"], output_names=["logits"],
+                                  dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, opset_version=opset,
+                                  dynamo=True, verbose=False)
+            except Exception as second:
+                raise RuntimeError(f"ONNX export of {getattr(model, 'arch', type(model).__name__)} failed with both "
+                                   f"exporters: TorchScript: {first}; torch.export: {second}") from second
+            finally:
+                quiet.setLevel(level)
+    return OnnxExport(path, "dynamo")
+
+
+def check_onnx(model: nn.Module, path: str | Path, batch: int = 2, tolerance: float = 1e-4,
+               seed: int = 0) -> ExportCheck:
+    """Run the ONNX file with onnxruntime and the PyTorch model on the same random clips ``(batch, T, 3, S,
+    S)`` (shape read from the model); compare the logits.
+
+    A trained policy can sit near a tie between two actions for some channel; then float rounding may flip
+    that decision in one runtime and the logits differ more than rounding would explain.
+    """
+    _require_onnx()
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    t, s = int(inp.shape[1]), int(inp.shape[3])
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, t, 3, s, s, generator=gen)
+    model = model.eval()
+    saved = [(f.injected, f.decision) for f in fusion_modules(model)]
+    try:
+        inject_policy(model, None)
+        set_decision(model, "argmax")
+        set_num_frames(model, t)
+        with torch.no_grad():
+            ref = model(x)
+    finally:
+        for f, (injected, decision) in zip(fusion_modules(model), saved, strict=True):
+            f.injected, f.decision = injected, decision
+    out = torch.from_numpy(session.run(None, {inp.name: x.numpy()})[0])
+    diff = (out - ref).abs()
+    rel = float((out - ref).norm() / ref.norm().clamp_min(1e-30))
+    return ExportCheck(float(diff.max()), rel, batch, tolerance)
