@@ -12,6 +12,13 @@ frame each, many rounds; the median per variant is reported):
 * ``ada_dense_ex``  AdaFuse dense masked on the executor (BN folded, policy MLP runs)
 * ``ada_sparse``    AdaFuse sparse: ``StreamingRecognizer.step`` (BN folded, policy MLP runs, sliced convs)
 
+Clip mode (all ``--frames`` frames of the stream in one call, time per frame = call time / frames; not the
+per-frame latency of the goals, but the throughput of offline clip recognition):
+
+* ``tsn_clip``      TSN dense, PyTorch model, the clip as one batch (NCHW)
+* ``ada_sparse_clip`` AdaFuse sparse in clip mode: ``StreamingRecognizer.step_clip`` (layer by layer, the
+                    policy MLPs and ungated convs batched over the frames, gated convs per frame)
+
 Policies: i.i.d. random masks at the paper's mixes (skip/reuse/keep): SthV1 37/26/37, SthV2 60/17/23, Jester
 71/10/18 (note: an i.i.d. policy rarely reuses a channel the previous frame kept, so conv1 does more work than
 under a learned policy with the same mix), or ``--checkpoint CKPT`` to use a trained model's own policy on
@@ -92,8 +99,9 @@ def current_rss_mb() -> float:
 class Variant:
     """A named per-frame callable ``run(i)`` (frame i of the stream) and its FLOPs per frame."""
 
-    def __init__(self, name: str, run: Callable[[int], None], gflops: float) -> None:
+    def __init__(self, name: str, run: Callable[[int], None], gflops: float, frames_per_call: int = 1) -> None:
         self.name, self.run, self.gflops = name, run, gflops
+        self.frames_per_call = frames_per_call  # > 1: run(0) processes the whole stream (clip mode)
         self.times: list[float] = []  # wall seconds per frame
         self.cpu: list[float] = []  # process CPU seconds per frame (excludes time descheduled by other jobs)
 
@@ -164,6 +172,23 @@ def make_variants(depth: str, size: int, frames: torch.Tensor, masks: list[torch
         for i in range(n):
             run(i)
         flops[name] = rec.total_flops / n / 1e9
+    clip_all = frames.view(1, n, 3, size, size)
+    tsn_clip = build_model(f"tsn_{depth}", num_classes=k, num_frames=n).eval()
+    tsn_clip.load_state_dict(tsn.state_dict())
+
+    def run_tsn_clip(i):
+        with torch.inference_mode():
+            tsn_clip(clip_all)
+
+    def run_sparse_clip(i):
+        sparse_clip.reset()
+        sparse_clip.step_clip(frames, masks)
+
+    sparse_clip = StreamingRecognizer(ada, sparse=True)
+    run_sparse_clip(0)
+    clip_gflops = sparse_clip.total_flops / n / 1e9
+    if abs(clip_gflops - flops["ada_sparse"]) > 1e-9 * max(1.0, clip_gflops):
+        raise AssertionError(f"clip mode counted {clip_gflops} GFLOPs/frame, frame-by-frame {flops['ada_sparse']}")
     return [
         Variant("tsn", run_tsn, tsn_gflops),
         Variant("tsn_cl", run_tsn_cl, tsn_gflops),
@@ -171,6 +196,8 @@ def make_variants(depth: str, size: int, frames: torch.Tensor, masks: list[torch
         Variant("ada_dense", run_ada_dense, ada_gflops),
         Variant("ada_dense_ex", stepper(dense_ex), flops["ada_dense_ex"]),
         Variant("ada_sparse", stepper(sparse), flops["ada_sparse"]),
+        Variant("tsn_clip", run_tsn_clip, tsn_gflops, frames_per_call=n),
+        Variant("ada_sparse_clip", run_sparse_clip, clip_gflops, frames_per_call=n),
     ]
 
 
@@ -180,12 +207,14 @@ def time_interleaved(variants: list[Variant], frames: int, rounds: int, warmup: 
     for r in range(warmup + rounds):
         for i in range(frames):
             for v in variants:
+                if v.frames_per_call > 1 and i != 0:
+                    continue
                 cpu = time.process_time()
                 start = time.perf_counter()
                 v.run(i)
                 if r >= warmup:
-                    v.times.append(time.perf_counter() - start)
-                    v.cpu.append(time.process_time() - cpu)
+                    v.times.append((time.perf_counter() - start) / v.frames_per_call)
+                    v.cpu.append((time.process_time() - cpu) / v.frames_per_call)
 
 
 def summarize(variants: list[Variant], depth: str, mix: str) -> dict:
@@ -215,7 +244,13 @@ def summarize(variants: list[Variant], depth: str, mix: str) -> dict:
     goal1 = (med["ada_dense"] / med["ada_sparse"]) / (by["ada_dense"].gflops / s.gflops)
     goal1_ex = (med["ada_dense_ex"] / med["ada_sparse"]) / (by["ada_dense_ex"].gflops / s.gflops)
     flops_ratio = by["ada_dense"].gflops / s.gflops
-    return {"depth": depth, "mix": mix, "best_tsn_layout": best_tsn, "rows": rows,
+    clip = {"sparse_clip_vs_tsn_clip": med["tsn_clip"] / med["ada_sparse_clip"],
+            "sparse_clip_vs_best_tsn": med[best_tsn] / med["ada_sparse_clip"],
+            "sparse_clip_vs_sparse": med["ada_sparse"] / med["ada_sparse_clip"],
+            "cpu": {"sparse_clip_vs_tsn_clip": cpu["tsn_clip"] / cpu["ada_sparse_clip"],
+                    "sparse_clip_vs_best_tsn": min(cpu["tsn"], cpu["tsn_cl"]) / cpu["ada_sparse_clip"],
+                    "sparse_clip_vs_sparse": cpu["ada_sparse"] / cpu["ada_sparse_clip"]}}
+    return {"clip_mode": clip,"depth": depth, "mix": mix, "best_tsn_layout": best_tsn, "rows": rows,
             "sparse_speedup_over_flops_ratio": goal1, "sparse_speedup_over_flops_ratio_same_engine": goal1_ex,
             "sparse_vs_best_tsn": med[best_tsn] / med["ada_sparse"],
             "cpu": {"sparse_speedup_over_flops_ratio": cpu["ada_dense"] / cpu["ada_sparse"] / flops_ratio,
@@ -242,6 +277,11 @@ def print_table(result: dict) -> None:
           f"cpu {c['sparse_speedup_over_flops_ratio_same_engine']:.2f})")
     print(f"goal 2 (AdaFuse sparse vs best TSN >= 1.3x at sthv1): wall {result['sparse_vs_best_tsn']:.2f}x, "
           f"cpu {c['sparse_vs_best_tsn']:.2f}x")
+    k = result["clip_mode"]
+    print(f"clip mode: sparse clip vs sparse step {k['sparse_clip_vs_sparse']:.2f}x (cpu "
+          f"{k['cpu']['sparse_clip_vs_sparse']:.2f}x), vs TSN clip batch {k['sparse_clip_vs_tsn_clip']:.2f}x (cpu "
+          f"{k['cpu']['sparse_clip_vs_tsn_clip']:.2f}x), vs best per-frame TSN {k['sparse_clip_vs_best_tsn']:.2f}x "
+          f"(cpu {k['cpu']['sparse_clip_vs_best_tsn']:.2f}x)")
 
 
 def rss_child(mode: str, depth: str, size: int, frames: int, mix) -> None:

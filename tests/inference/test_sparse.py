@@ -10,6 +10,7 @@ from inference_helpers import random_masks, rel_err, tiny_model
 
 from adafuse.flops import block_usage, dynamic_gflops_per_frame, static_cost
 from adafuse.inference import SparseExecutor, StreamingNotSupportedError, StreamingRecognizer, frame_flops
+from adafuse.inference.folding import FoldedConv
 from adafuse.models import fusion_modules, inject_policy, set_num_frames
 
 # (arch, input side): the smallest sides each backbone accepts keep these tests fast
@@ -31,15 +32,54 @@ def dense_masked(model, x, masks):
         inject_policy(model, None)
 
 
+@pytest.mark.parametrize("layerwise", [True, False], ids=["clip-mode", "frame-by-frame"])
 @pytest.mark.parametrize("sparse", [True, False], ids=["sparse", "dense"])
 @pytest.mark.parametrize("arch,size", FAMILIES)
-def test_executor_equals_dense_masked_model(arch, size, sparse):
+def test_executor_equals_dense_masked_model(arch, size, sparse, layerwise):
     model = tiny_model(arch, num_frames=T)
     x = torch.randn(N, T, 3, size, size, generator=torch.Generator().manual_seed(1))
     masks = random_masks(model, N * T)
     ref = dense_masked(model, x, masks)
-    out = StreamingRecognizer(model, sparse=sparse).recognize_clip(x, masks)
+    out = StreamingRecognizer(model, sparse=sparse).recognize_clip(x, masks, layerwise=layerwise)
     assert rel_err(out, ref) <= 1e-5
+
+
+@pytest.mark.parametrize("gemm_pixels", [0, 10**6], ids=["conv-only", "gemm-only"])
+@pytest.mark.parametrize("arch,size", [("adafuse_tsn_r18", 32), ("adafuse_tsn_bninception", 64)])
+def test_input_subset_paths_agree(arch, size, gemm_pixels, monkeypatch):
+    """A conv reading an input-channel subset runs either as a sliced conv or as a GEMM on the unfolded input
+    (small outputs, ``FoldedConv.GEMM_MAX_PIXELS``); force each path everywhere: same outputs, same work."""
+    model = tiny_model(arch, num_frames=T)
+    x = torch.randn(1, T, 3, size, size, generator=torch.Generator().manual_seed(7))
+    masks = random_masks(model, T)
+    default: list = []
+    StreamingRecognizer(model).recognize_clip(x, masks, reports=default)
+    monkeypatch.setattr(FoldedConv, "GEMM_MAX_PIXELS", gemm_pixels)
+    forced: list = []
+    out = StreamingRecognizer(model).recognize_clip(x, masks, reports=forced)
+    assert rel_err(out, dense_masked(model, x, masks)) <= 1e-5
+    assert [r.to_dict() for r in forced[0]] == [r.to_dict() for r in default[0]]
+
+
+@pytest.mark.parametrize("arch,size", [("adafuse_tsn_r50", 32), ("adafuse_tsn_bninception", 64)])
+def test_clip_mode_chunks_equal_frame_steps(arch, size):
+    """Clip mode (layer by layer, batched policy) in chunks of 3, 1 and 2 frames continues the same stream as
+    single steps: equal running logits, and per-frame reports (actions, channels, MACs, FLOPs) identical."""
+    model = tiny_model(arch, num_frames=6)  # its own (decisive) policy: no injected masks
+    x = torch.randn(6, 3, size, size, generator=torch.Generator().manual_seed(6))
+    steps, chunks = StreamingRecognizer(model, by_layer=True), StreamingRecognizer(model, by_layer=True)
+    step_reports, chunk_reports = [], []
+    for t in range(6):
+        running = steps.step(x[t])
+        step_reports.append(steps.last_report)
+    for lo, hi in ((0, 3), (3, 4), (4, 6)):
+        chunked = chunks.step_clip(x[lo:hi])
+        chunk_reports += chunks.last_reports
+    assert rel_err(chunked, running) <= 1e-5
+    assert chunks.frames == 6 and chunks.total_macs == steps.total_macs
+    assert [r.to_dict() for r in chunk_reports] == [r.to_dict() for r in step_reports]
+    gates = [g for r in chunk_reports for g in r.gates]
+    assert min(sum(g.skip for g in gates), sum(g.keep for g in gates), sum(g.produced_prev for g in gates)) > 0
 
 
 @pytest.mark.parametrize("mix", [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.5, 0.5, 0.0), (0.0, 0.5, 0.5)],
@@ -83,7 +123,10 @@ def test_counted_work_equals_flops_engine(arch, size):
     masks = random_masks(model, N * T)
     cost = static_cost(model, size)
     reports: list = []
-    StreamingRecognizer(model).recognize_clip(x, masks, reports=reports)
+    StreamingRecognizer(model).recognize_clip(x, masks, reports=reports)  # clip mode
+    framewise: list = []
+    StreamingRecognizer(model).recognize_clip(x, masks, reports=framewise, layerwise=False)
+    assert [[r.to_dict() for r in v] for v in framewise] == [[r.to_dict() for r in v] for v in reports]
     engine_frames = dynamic_gflops_per_frame(cost, masks, T).double() * 1e9
     for v in range(N):
         steps = reports[v]

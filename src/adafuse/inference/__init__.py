@@ -2,7 +2,8 @@
 
 * :class:`SparseExecutor` -- one frame at a time with BN folded, computing only the channels the policy
   keeps (or reuses) and counting the work it executes;
-* :class:`StreamingRecognizer` -- ``step(frame) -> running clip logits``, ``recognize_clip(x) -> logits``;
+* :class:`StreamingRecognizer` -- ``step(frame) -> running clip logits``, ``step_clip(frames)`` (clip mode:
+  layer by layer, batched policy), ``recognize_clip(x) -> logits``;
 * :class:`Predictor` -- checkpoint + video/frame folder -> top-k classes, GFLOPs, time (``adafuse predict``);
 * :func:`export_onnx` / :func:`check_onnx` -- dense clip model to ONNX, checked with onnxruntime.
 

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from adafuse.inference.accounting import Meter, StepReport
 from adafuse.inference.folding import FoldedConv
 from adafuse.inference.stages import (
+    Clip,
     ConvStage,
     Gate,
     InceptionStage,
@@ -38,6 +39,7 @@ from adafuse.inference.stages import (
     Stage,
     StepContext,
     _conv_bn_act,
+    as_batch,
     densify,
 )
 from adafuse.models.fusion import AdaptiveFusion, fusion_modules
@@ -205,3 +207,42 @@ class SparseExecutor:
         self.frame += 1
         self.last_report = self.meter.report
         return logits.view(-1)
+
+    @torch.inference_mode()
+    def run_clip(self, frames: Tensor, masks: Sequence[Tensor | None] | None = None) -> tuple[Tensor, list[StepReport]]:
+        """Run ``T`` consecutive frames ``(T, 3, H, W)`` layer by layer (clip mode): each stage processes every
+        frame before the next stage starts, so the policy MLPs and the ungated convs run once on the batch of
+        ``T`` frames; the gated convs still run frame by frame on each frame's channels. The outputs and the
+        work counted per frame equal ``T`` calls of :meth:`step` (which continue after it, and vice versa).
+
+        ``masks``: optional injected policy, one ``(T, C, 3)`` mask per gate (None entries keep the model's
+        policy). Returns the per-frame logits ``(T, K)`` and the ``T`` per-frame :class:`StepReport`.
+        """
+        if frames.dim() != 4 or frames.shape[1] != 3 or frames.shape[0] == 0:
+            raise ValueError(f"expected frames (T, 3, H, W) with T >= 1, got shape {tuple(frames.shape)}")
+        t = frames.shape[0]
+        if masks is not None:
+            if len(masks) != len(self.gates):
+                raise ValueError(f"got {len(masks)} masks for {len(self.gates)} gates")
+            for i, m in enumerate(masks):
+                if m is not None and m.shape[0] != t:
+                    raise ValueError(f"mask {i} has {m.shape[0]} rows, expected T = {t}")
+        meters = [Meter(self.meter.gate_names, by_layer=self.meter.by_layer) for _ in range(t)]
+        ctxs = []
+        for i, meter in enumerate(meters):
+            meter.start(self.frame + i)
+            ctxs.append(StepContext(meter, [m[i] if m is not None else None for m in masks]
+                                    if masks is not None else None))
+        x: Clip = frames.contiguous()
+        for stage in self.stages:
+            x = stage.step_clip(x, ctxs)
+        x = as_batch(x)
+        spatial = x.shape[2] * x.shape[3]
+        logits = F.linear(x.mean(dim=(2, 3)), self.fc_weight, self.fc_bias)
+        for meter in meters:
+            meter.fixed((spatial + 1) * x.shape[1])  # global average pool, engine convention
+            meter.linear(self.fc_weight.numel(), 2 * self.fc_weight.numel())
+        self.frame += t
+        reports = [m.report for m in meters]
+        self.last_report = reports[-1]
+        return logits, reports

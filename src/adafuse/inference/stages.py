@@ -42,6 +42,8 @@ class Compact(NamedTuple):
 
 
 Feature = Tensor | Compact
+# A clip of T frames between stages in layer-by-layer (clip) mode: one batch (T, C, H, W), or one Feature per frame
+Clip = Tensor | list[Feature]
 
 
 def densify(x: Feature) -> Tensor:
@@ -58,6 +60,18 @@ def gap(x: Feature) -> Tensor:
         return x.mean(dim=(2, 3))
     v = x.u.new_zeros(1, x.channels)
     return v.index_copy_(1, x.order, x.u.mean(dim=(2, 3)))
+
+
+def as_batch(xs: Clip) -> Tensor:
+    """The frames of a clip as one dense batch ``(T, C, H, W)`` (no copy if it already is one)."""
+    if isinstance(xs, Tensor):
+        return xs
+    return torch.cat([densify(x) for x in xs], dim=0)
+
+
+def as_frames(xs: Clip) -> list[Feature]:
+    """The frames of a clip as a list of ``(1, C, H, W)`` features (views of a batch)."""
+    return list(xs.split(1)) if isinstance(xs, Tensor) else xs
 
 
 class StepContext:
@@ -122,6 +136,21 @@ class Gate:
             actions = self.policy(v, self.prev_v)
             ctx.meter.linear(self.policy.macs, self.policy.flops)
             self.prev_v = v
+        return self._choose(actions, ctx)
+
+    def decide_clip(self, v: Tensor, ctxs: Sequence[StepContext]) -> list[Tensor]:
+        """Actions of ``T`` consecutive frames (list of ``(C,)`` int64), as :meth:`decide` frame by frame, but
+        with the policy MLP run once on the block input GAPs ``v`` ``(T, C_in)`` of all frames."""
+        batch = None
+        if self.policy is not None:
+            batch = self.policy.batch(v, self.prev_v)
+            for ctx in ctxs:
+                ctx.meter.linear(self.policy.macs, self.policy.flops)
+            self.prev_v = v[-1:]
+        return [self._choose(batch[i] if batch is not None else None, ctx) for i, ctx in enumerate(ctxs)]
+
+    def _choose(self, actions: Tensor | None, ctx: StepContext) -> Tensor:
+        """The injected mask of this frame if there is one, else the policy's ``actions``."""
         mask = ctx.masks[self.index] if ctx.masks is not None else None
         if mask is not None:
             if mask.numel() != self.channels * 3:
@@ -133,12 +162,18 @@ class Gate:
                              "executor cannot run (it supports the learned PolicyNet); inject masks instead")
         return actions
 
-    def fuse(self, actions: Tensor, produce: Produce, src: Any, ctx: StepContext) -> tuple[Tensor, Tensor | None]:
+    def fuse(self, actions: Tensor, produce: Produce, src: Any, ctx: StepContext, ahead: Tensor | None = None,
+             ahead_ctx: StepContext | None = None) -> tuple[Tensor, Tensor | None]:
         """Run the producers for this frame and assemble the consumers' input.
 
         Returns ``(u, order)``: ``u`` ``(1, n, H, W)`` holds gated channel ``order[i]`` at position ``i`` (kept
         channels of this frame, then reused ones of the previous frame); skipped channels are absent. Dense
         mode returns the full fused tensor and ``order=None``.
+
+        ``ahead``: the actions of the next frame when already known (clip mode; ``ahead_ctx`` its context).
+        The channels it will reuse but this frame does not keep are then produced now, in the same producer
+        call as the kept ones (Eq. 5's ``keep[t] OR reuse[t+1]``), instead of lazily at the next frame; their
+        work is still charged to the next frame's report as ``f1_prev``, as the lazy call would be.
         """
         first = self.frame == 0
         # index bookkeeping on (C,) arrays in numpy: a few microseconds instead of a torch op each
@@ -159,7 +194,20 @@ class Gate:
         keep = a == KEEP
         keep_np = np.flatnonzero(keep)
         keep_idx = torch.from_numpy(keep_np)
-        y_keep = produce(src, keep_idx, False, ctx)
+        extra = np.flatnonzero((ahead.numpy() == REUSE) & ~keep) if ahead is not None else keep_np[:0]
+        if extra.size:  # one producer call for this frame's kept channels and the next frame's lazy ones
+            ids = np.concatenate([keep_np, extra])
+            split = StepContext(_SplitMeter(ctx.meter, ahead_ctx.meter, extra.size, ids.size), ctx.masks)
+            y_all = produce(src, torch.from_numpy(ids), False, split)
+            y_keep = y_all[:, :keep_np.size]
+            ahead_ctx.meter.report.gates[self.index].produced_prev = extra.size
+            avail = keep.copy()
+            avail[extra] = True
+            rank = np.zeros(self.channels, dtype=np.int64)
+            rank[ids] = np.arange(ids.size)
+        else:
+            y_all = y_keep = produce(src, keep_idx, False, ctx)
+            avail, rank = keep, np.cumsum(keep) - 1
         u, order = y_keep, keep_idx
         g.produced = keep_np.size
         if not first and counts[1]:
@@ -176,11 +224,25 @@ class Gate:
                 g.produced_prev = lazy.size
             u, order = torch.cat(pieces, dim=1), torch.from_numpy(np.concatenate(orders))
         g.consumed = order.numel()
-        self.prev_keep = keep
-        self.prev_rank = np.cumsum(keep) - 1
-        self.prev_y = y_keep
+        self.prev_keep = avail  # channels of this frame held in prev_y (kept, and produced ahead for t+1)
+        self.prev_rank = rank
+        self.prev_y = y_all
         self.prev_src = src
         return u, order
+
+
+class _SplitMeter:
+    """Meter of a producer call that also computes ``later`` of its ``total`` output channels for the next
+    frame: that share of the executed MACs goes to the next frame's meter as lazy work (``f1_prev``, no
+    nominal cost), the rest and the nominal cost to this frame's."""
+
+    def __init__(self, now: Meter, ahead: Meter, later: int, total: int) -> None:
+        self.now, self.ahead, self.later, self.total = now, ahead, later, total
+
+    def conv(self, macs: int, extra: int, role: tuple[int, str] | None, name: str = "") -> None:
+        later = macs * self.later // self.total  # exact: macs is a multiple of total
+        self.now.conv(macs - later, extra, role, name)
+        self.ahead.conv(later, 0, (role[0], "f1_prev") if role is not None else None, name)
 
 
 class Stage:
@@ -190,6 +252,12 @@ class Stage:
 
     def step(self, x: Feature, ctx: StepContext) -> Feature:
         raise NotImplementedError
+
+    def step_clip(self, xs: Clip, ctxs: Sequence[StepContext]) -> Clip:
+        """This stage on all ``T`` frames of a clip, in frame order (``ctxs[t]``: frame ``t``'s context). The
+        default steps frame by frame; stages override it to batch the work that does not depend on the
+        frame's channel subsets."""
+        return [self.step(x, ctx) for x, ctx in zip(as_frames(xs), ctxs, strict=True)]
 
     def state_tensors(self) -> list[Tensor]:
         return [t for g in self.gates for t in g.state_tensors()]
@@ -205,6 +273,14 @@ class ConvStage(Stage):
         x = densify(x)
         for op in self.ops:
             x = op.run(x, ctx.meter) if isinstance(op, FoldedConv) else run_pool(op, x, ctx.meter)
+        return x
+
+    def step_clip(self, xs: Clip, ctxs: Sequence[StepContext]) -> Clip:
+        if not all(isinstance(op, (FoldedConv, nn.MaxPool2d)) for op in self.ops):
+            return super().step_clip(xs, ctxs)  # average pools charge per frame
+        x, meters = as_batch(xs), [c.meter for c in ctxs]
+        for op in self.ops:
+            x = op.run_batch(x, meters) if isinstance(op, FoldedConv) else max_pool(op, x)
         return x
 
 
@@ -263,6 +339,28 @@ class ResidualStage(Stage):
             out = self.conv2.run(u, ctx.meter, (self.gate.index, "f2"), in_idx=order)
         if self.conv3 is not None:
             out = self.conv3.run(out, ctx.meter)
+        return out.add_(identity).relu_()
+
+    def step_clip(self, xs: Clip, ctxs: Sequence[StepContext]) -> Tensor:
+        """All frames at once: shortcut, conv3 and the policy MLP batched over the ``T`` frames; the gated
+        conv1/conv2 (a different channel subset per frame) frame by frame, in order."""
+        x, meters = as_batch(xs), [c.meter for c in ctxs]
+        identity = self.downsample.run_batch(x, meters) if self.downsample is not None else x
+        if self.gate is None:
+            out = self.conv2.run_batch(self.conv1.run_batch(x, meters), meters)
+        else:
+            actions = self.gate.decide_clip(x.mean(dim=(2, 3)), ctxs)
+            outs = []
+            last = len(ctxs) - 1
+            for t, ctx in enumerate(ctxs):
+                ahead, ahead_ctx = (actions[t + 1], ctxs[t + 1]) if t < last else (None, None)
+                u, order = self.gate.fuse(actions[t], self._produce, x[t:t + 1], ctx, ahead, ahead_ctx)
+                outs.append(self.conv2.run(u, ctx.meter, (self.gate.index, "f2"), in_idx=order))
+            out = torch.cat(outs, dim=0)
+            if self.gate.prev_src is not None:  # own copy: a view would keep the whole batch alive
+                self.gate.prev_src = self.gate.prev_src.clone()
+        if self.conv3 is not None:
+            out = self.conv3.run_batch(out, meters)
         return out.add_(identity).relu_()
 
 

@@ -62,6 +62,7 @@ class StreamingRecognizer:
         self.total_flops = 0.0
         self.total_macs = 0.0
         self.last_report: StepReport | None = None
+        self.last_reports: list[StepReport] = []
 
     def state_tensors(self) -> list[Tensor]:
         """Every tensor carried between steps (executor caches + the running logit sum)."""
@@ -77,16 +78,36 @@ class StreamingRecognizer:
         self.logit_sum = logits.clone() if self.logit_sum is None else self.logit_sum.add_(logits)
         self.frames += 1
         self.last_report = ex.last_report
+        self.last_reports = [self.last_report]
         self.total_flops += self.last_report.flops
         self.total_macs += self.last_report.macs
         return self.logit_sum / self.frames
 
+    def step_clip(self, frames: Tensor, masks: Sequence[Tensor | None] | None = None) -> Tensor:
+        """Process ``T`` consecutive frames ``(T, 3, H, W)`` at once in clip mode (layer by layer, policy MLPs
+        batched over the frames: :meth:`SparseExecutor.run_clip`); same result and state as ``T`` calls of
+        :meth:`step`. ``masks``: optional injected policy, one ``(T, C, 3)`` mask per gate. Returns the running
+        clip logits ``(K,)``; ``last_reports`` holds the ``T`` per-frame reports."""
+        ex = self._require_executor()
+        logits, reports = ex.run_clip(frames, masks)
+        for row in logits:
+            self.logit_sum = row.clone() if self.logit_sum is None else self.logit_sum.add_(row)
+        self.frames += len(reports)
+        self.last_reports = reports
+        self.last_report = reports[-1]
+        for r in reports:
+            self.total_flops += r.flops
+            self.total_macs += r.macs
+        return self.logit_sum / self.frames
+
     def recognize_clip(self, x: Tensor, masks: Sequence[Tensor] | None = None,
-                       reports: list[list[StepReport]] | None = None) -> Tensor:
+                       reports: list[list[StepReport]] | None = None, layerwise: bool = True) -> Tensor:
         """Clip logits ``(N, K)`` of a batch ``(N, T, 3, H, W)``: each video is streamed from a reset state
         (this resets the stream). ``masks``: optional injected policy, one ``(N*T, C, 3)`` mask per gate
         (the layout of ``adafuse.models.inject_policy``). ``reports``: if a list is given, one list of
-        per-frame :class:`StepReport` per video is appended to it.
+        per-frame :class:`StepReport` per video is appended to it. ``layerwise``: run each video in clip mode
+        (:meth:`step_clip`, faster: batched policy MLPs and ungated convs) rather than frame by frame
+        (:meth:`step`); both give the same logits and reports.
 
         Models that cannot be streamed (TSM) run the dense clip model instead (``last_clip_dense`` is set,
         and ``reports`` stays empty).
@@ -105,11 +126,15 @@ class StreamingRecognizer:
         total_flops = total_macs = 0.0
         for v in range(n):
             self.reset()
-            video_reports = []
-            for f in range(t):
-                frame_masks = [m[v * t + f] for m in masks] if masks is not None else None
-                logits = self.step(x[v, f], frame_masks)
-                video_reports.append(self.last_report)
+            if layerwise:
+                logits = self.step_clip(x[v], [m[v * t:(v + 1) * t] for m in masks] if masks is not None else None)
+                video_reports = list(self.last_reports)
+            else:
+                video_reports = []
+                for f in range(t):
+                    frame_masks = [m[v * t + f] for m in masks] if masks is not None else None
+                    logits = self.step(x[v, f], frame_masks)
+                    video_reports.append(self.last_report)
             out[v] = logits
             total_flops += self.total_flops
             total_macs += self.total_macs
