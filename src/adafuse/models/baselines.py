@@ -146,6 +146,7 @@ def random_resnet(
     dropout: float = 0.5,
     ratios: Sequence[float] = RANDOM_R18_RATIOS,
     seed: int | None = 0,
+    width: int = 64,
     **unused: Any,
 ) -> VideoRecognizer:
     """Random baseline: AdaFuse-TSN body (fusion in every block) with an i.i.d. :class:`RandomPolicy`.
@@ -162,7 +163,7 @@ def random_resnet(
 
     cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout, ratios=list(ratios), seed=seed)
     return _resnet_model(f"random_{_short(depth)}", depth, num_classes, num_frames, dropout, factory,
-                         build_config=cfg)
+                         build_config=cfg, width=width)
 
 
 def _cost_numbers(cost: Any) -> tuple[list[tuple[float, float]], float]:

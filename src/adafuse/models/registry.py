@@ -72,25 +72,31 @@ def _resnet_model(
     shift: bool = False,
     shift_shortcut: bool = False,
     build_config: dict[str, Any] | None = None,
+    width: int = 64,
 ) -> VideoRecognizer:
-    backbone = ResNet(depth, fusion_factory, (1, 2, 3, 4) if shift else (), shift_shortcut, num_frames)
+    """``width``: base width of the ResNet (64 = standard; smaller for fast demos/tests). It is recorded in
+    ``build_config`` only when not 64, so standard models keep their build_config."""
+    if width != 64 and build_config is not None:
+        build_config = {**build_config, "width": width}
+    backbone = ResNet(depth, fusion_factory, (1, 2, 3, 4) if shift else (), shift_shortcut, num_frames, width)
     return VideoRecognizer(backbone, backbone.feature_dim, num_classes, num_frames, dropout,
                            input_spec=InputSpec(), arch=arch, build_config=build_config)
 
 
-def tsn_resnet(depth: str, num_classes: int = 174, num_frames: int = 8, dropout: float = 0.5,
+def tsn_resnet(depth: str, num_classes: int = 174, num_frames: int = 8, dropout: float = 0.5, width: int = 64,
                **unused: Any) -> VideoRecognizer:
     """Plain TSN: ImageNet ResNet per frame + average consensus."""
     cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout)
-    return _resnet_model(f"tsn_{_short(depth)}", depth, num_classes, num_frames, dropout, build_config=cfg)
+    return _resnet_model(f"tsn_{_short(depth)}", depth, num_classes, num_frames, dropout, build_config=cfg,
+                         width=width)
 
 
-def tsm_resnet(depth: str, num_classes: int = 174, num_frames: int = 8, dropout: float = 0.5,
+def tsm_resnet(depth: str, num_classes: int = 174, num_frames: int = 8, dropout: float = 0.5, width: int = 64,
                **unused: Any) -> VideoRecognizer:
     """TSM baseline: shift 1/8 + 1/8 channels in the residual branch of every block."""
     cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout)
     return _resnet_model(f"tsm_{_short(depth)}", depth, num_classes, num_frames, dropout, shift=True,
-                         build_config=cfg)
+                         build_config=cfg, width=width)
 
 
 def adafuse_resnet(
@@ -104,6 +110,7 @@ def adafuse_resnet(
     use_history: bool = True,
     tau: float = DEFAULT_TAU,
     arch: str | None = None,
+    width: int = 64,
     **unused: Any,
 ) -> VideoRecognizer:
     """AdaFuse on ResNet. ``variant``: ``tsn`` (policy in every block), ``tsm`` (shift + policy in every
@@ -124,7 +131,7 @@ def adafuse_resnet(
     cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout, policy_hidden=policy_hidden,
                actions=list(actions), use_history=use_history, tau=tau)
     return _resnet_model(name, depth, num_classes, num_frames, dropout, factory, shift=shift,
-                         shift_shortcut=shift, build_config=cfg)
+                         shift_shortcut=shift, build_config=cfg, width=width)
 
 
 def _short(depth: str) -> str:

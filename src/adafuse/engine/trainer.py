@@ -1,0 +1,537 @@
+"""The training loop: loss ``CE + lambda * G`` (paper Eq. 6), SGD/AdamW + LR schedule, checkpoints, resume, DDP.
+
+:func:`train` runs a whole training from a :class:`~adafuse.config.Config` and returns the best validation
+metrics; :func:`evaluate_checkpoint` evaluates a checkpoint. Both work alone or under ``torchrun``.
+
+Exact resume: the data order of an epoch is a function of ``(seed, epoch)``, a clip's augmentation of
+``(seed, epoch, index)`` (:mod:`adafuse.engine.data`), and a checkpoint stores the batches of the current
+epoch already consumed plus every process's RNG states, so a run killed anywhere and resumed from
+``last.pt`` ends with the same weights as an uninterrupted run (bit-exact on CPU with the same threads).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adafuse.config import Config, load_config
+from adafuse.engine import checkpoint as ckpt
+from adafuse.engine.data import EpochSampler, build_dataset, build_loader, check_num_classes, resolve_classes
+from adafuse.engine.distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    init_distributed,
+)
+from adafuse.engine.evaluate import autocast_context, evaluate, summarize, write_eval
+from adafuse.engine.metrics import Meter, RunLogger, progress, setup_logging, topk_correct
+from adafuse.engine.optim import LRSchedule, build_optimizer, ramp
+from adafuse.flops import StaticCost, dynamic_gflops, loss_gflops, static_cost
+from adafuse.models import build_model, collect_masks, fusion_modules
+from adafuse.models.serialization import model_payload
+
+log = logging.getLogger("adafuse")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became NaN/inf; ``last.pt`` still holds the last good state."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM/SIGINT: the current state was saved to ``last.pt``; rerun the same command to resume."""
+
+
+# ------------------------------------------------------------------------------------------ building
+
+
+def run_dir_of(cfg: Config) -> Path:
+    if not cfg.run.name:
+        raise ValueError("run.name is not set (it defaults to the config file name)")
+    return Path(cfg.run.out_dir) / cfg.run.name
+
+
+def build_model_from_config(cfg: Config, num_classes: int) -> nn.Module:
+    """The model of ``cfg.model``, with ``input_spec.size = data.input_size``.
+
+    ``model.kwargs`` keys the builder does not record in ``build_config`` are rejected (a typo there
+    would otherwise be silently ignored).
+    """
+    m = cfg.model
+    kwargs = dict(m.kwargs)
+    model = build_model(m.name, num_classes=num_classes, num_frames=m.num_frames, policy_hidden=m.policy_hidden,
+                        pretrained=m.pretrained, dropout=m.dropout, **kwargs)
+    unused = sorted(set(kwargs) - set(model.build_config))
+    if unused:
+        raise ValueError(f"model.kwargs {unused} are not arguments of model {m.name!r} "
+                         f"(it takes: {sorted(model.build_config)})")
+    if m.policy_hidden is not None and not fusion_modules(model):
+        log.warning("model.policy_hidden=%s is ignored: %s has no policy network", m.policy_hidden, m.name)
+    model.input_spec = dataclasses.replace(model.input_spec, size=cfg.data.input_size)
+    return model
+
+
+def amp_dtype_for(mode: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype of ``train.amp`` on ``device`` (None = full precision)."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if mode == "fp16" and device.type != "cuda":
+        raise ValueError("train.amp=fp16 needs a GPU; use bf16 or off on CPU")
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def _needs_unused_search(model: nn.Module, cfg: Config, cost: StaticCost) -> bool:
+    """Probe one forward/backward on a copy of ``model``: True if some trainable parameter gets no gradient
+    (DDP then needs ``find_unused_parameters=True``). RNG states are left untouched."""
+    if cfg.train.find_unused_parameters != "auto":
+        return cfg.train.find_unused_parameters == "true"
+    probe = copy.deepcopy(model).cpu().train()
+    with torch.random.fork_rng(devices=[]):
+        size = min(cfg.data.input_size, 64)
+        x = torch.randn(2, cfg.model.num_frames, 3, size, size)
+        loss = probe(x).sum()
+        masks = collect_masks(probe) if fusion_modules(probe) else []
+        if masks:
+            loss = loss + loss_gflops(cost, masks, cfg.model.num_frames)
+        loss.backward()
+    return any(p.requires_grad and p.grad is None for p in probe.parameters())
+
+
+def _params_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+class _Stop:
+    """SIGTERM/SIGINT flag (checked after every step, agreed on by all ranks)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _Stop:
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: no signal handling
+            self._old = {}
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # second signal: give up at once
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("signal %d: stopping after this step and saving last.pt", signum)
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    """One training run (build with :meth:`setup`, run with :meth:`fit`)."""
+
+    def __init__(self, cfg: Config, dist_info: DistInfo) -> None:
+        self.cfg = cfg
+        self.dist = dist_info
+        self.run_dir = run_dir_of(cfg)
+        self.ckpt_dir = self.run_dir / ckpt.CHECKPOINT_DIR
+
+    # -- setup -----------------------------------------------------------------------------------
+    def setup(self, resume_from: str | Path | None = None) -> None:
+        cfg, d = self.cfg, self.dist
+        if cfg.run.threads:
+            torch.set_num_threads(cfg.run.threads)
+        if cfg.run.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        elif d.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        if cfg.data.batch_size % d.world_size:
+            raise ValueError(f"data.batch_size={cfg.data.batch_size} is not divisible by the {d.world_size} processes")
+        self.batch_per_rank = cfg.data.batch_size // d.world_size
+
+        self.class_names = resolve_classes(cfg)
+        self.num_classes = check_num_classes(cfg, self.class_names)
+        ckpt.seed_everything(cfg.run.seed)  # identical initial weights on every rank
+        model = build_model_from_config(cfg, self.num_classes)
+        self.cost = static_cost(model, cfg.data.input_size)
+        self.gated = bool(fusion_modules(model))
+        self.train_set = build_dataset(cfg, "train", self.num_classes, self.class_names, model.input_spec)
+        self.val_set = build_dataset(cfg, "val", self.num_classes, self.class_names, model.input_spec) \
+            if cfg.data.val_list else None
+        drop_last = len(self.train_set) >= cfg.data.batch_size
+        self.train_sampler = EpochSampler(len(self.train_set), True, cfg.run.seed, d.rank, d.world_size,
+                                          self.batch_per_rank, drop_last)
+        self.steps_per_epoch = math.ceil(len(self.train_sampler.epoch_indices()) / self.batch_per_rank)
+        self.train_loader = build_loader(self.train_set, self.train_sampler, self.batch_per_rank,
+                                         cfg.data.num_workers, cfg.run.seed)
+        if self.val_set is not None:
+            self.val_sampler = EpochSampler(len(self.val_set), False, 0, d.rank, d.world_size)
+            self.val_loader = build_loader(self.val_set, self.val_sampler, cfg.eval.batch_size,
+                                           cfg.data.num_workers, cfg.run.seed)
+
+        model.to(d.device)
+        self.model = model
+        self.optimizer = build_optimizer(model, cfg.optim)
+        self.schedule = LRSchedule(self.optimizer, cfg.optim, self.steps_per_epoch)
+        self.amp_dtype = amp_dtype_for(cfg.train.amp, d.device)
+        self.scaler = torch.amp.GradScaler(d.device.type, enabled=self.amp_dtype == torch.float16)
+
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.best_top1: float | None = None
+        self.best_metrics: dict[str, Any] | None = None
+        self.last_val: dict[str, Any] | None = None
+        self.meter = Meter()
+        # per-rank randomness (Gumbel noise, dropout) after the shared initialisation
+        ckpt.seed_everything(cfg.run.seed + 1_000_003 * d.rank)
+
+        source = Path(resume_from) if resume_from else self.ckpt_dir / ckpt.LAST
+        if resume_from or (cfg.run.resume and source.is_file()):
+            self._load(source)
+
+        self.ddp_model: nn.Module = model
+        if d.distributed:
+            find_unused = _needs_unused_search(model, cfg, self.cost)
+            kwargs = {"device_ids": [d.device.index]} if d.device.type == "cuda" else {}
+            self.ddp_model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=find_unused, **kwargs)
+
+        if d.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
+        self.logger = RunLogger(self.run_dir, d.is_main, cfg.run.tensorboard)
+        self.show_progress = cfg.run.progress and d.is_main
+
+    def _load(self, path: Path) -> None:
+        state = ckpt.load_training_checkpoint(path)
+        saved_model = state.get("arch")
+        if saved_model != self.cfg.model.name:
+            raise ValueError(f"cannot resume from {path}: it holds a {saved_model!r} model but model.name is "
+                             f"{self.cfg.model.name!r} (use a new run.name, or run.resume=false to start over)")
+        self.model.load_state_dict(state["model"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scheduler"):
+            self.schedule.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch = int(state.get("epoch", 0))
+        self.step_in_epoch = int(state.get("step_in_epoch", 0))
+        self.global_step = int(state.get("step", 0))
+        self.best_top1 = state.get("best_top1")
+        self.best_metrics = state.get("best_metrics")
+        self.last_val = state.get("metrics")
+        self.meter = Meter(state.get("train_meter"))
+        rng = state.get("rng") or {}
+        ranks = rng.get("ranks", [])
+        if len(ranks) == self.dist.world_size:
+            ckpt.set_rng_state(ranks[self.dist.rank])
+        else:
+            log.warning("%s was written by %d processes, now %d: RNG streams are reseeded (training continues "
+                        "but is not bit-identical to an uninterrupted run)", path, len(ranks), self.dist.world_size)
+            ckpt.seed_everything(self.cfg.run.seed + 1_000_003 * self.dist.rank + self.global_step)
+        log.info("resumed from %s: epoch %d, step %d of the epoch (global step %d)", path, self.epoch,
+                 self.step_in_epoch, self.global_step)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def _payload(self) -> dict[str, Any]:
+        payload = model_payload(self.model, self.class_names)
+        payload.update(
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.schedule.state_dict(),
+            scaler=self.scaler.state_dict(),
+            epoch=self.epoch,
+            step_in_epoch=self.step_in_epoch,
+            step=self.global_step,
+            config=self.cfg.to_dict(),
+            best_top1=self.best_top1,
+            best_metrics=self.best_metrics,
+            metrics=self.last_val,
+            train_meter=self.meter.state_dict(),
+        )
+        return payload
+
+    def save(self, best: bool = False) -> None:
+        """``last.pt`` (and ``best.pt``) for the current state, after checking the weights are finite."""
+        if not _params_finite(self.model):
+            raise TrainingDiverged(f"weights became NaN/inf at epoch {self.epoch}, step {self.step_in_epoch}; "
+                                   f"{self.ckpt_dir / ckpt.LAST} keeps the last good state")
+        ranks = all_gather_objects(ckpt.rng_state())  # every rank's streams (collective: all ranks call save)
+        if not self.dist.is_main:
+            return
+        payload = self._payload()
+        payload["rng"] = {"world_size": self.dist.world_size, "ranks": ranks}
+        ckpt.save_atomic(payload, self.ckpt_dir / ckpt.LAST)
+        if best:
+            ckpt.save_atomic(payload, self.ckpt_dir / ckpt.BEST)
+
+    # -- loop ------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        cfg = self.cfg
+        log.info("run %s: %s, %d classes, %d train / %s val videos, %d steps/epoch x %d epochs, GFLOPs/video "
+                 "dense %.3f, params %.2fM, device %s x%d", self.run_dir, cfg.model.name, self.num_classes,
+                 len(self.train_set), len(self.val_set) if self.val_set is not None else 0, self.steps_per_epoch,
+                 cfg.optim.epochs, self.cost.gflops_per_video, self.cost.params / 1e6, self.dist.device,
+                 self.dist.world_size)
+        with _Stop() as stop:
+            while self.epoch < cfg.optim.epochs:
+                self._train_epoch(stop)
+                done = self.epoch + 1
+                is_best = False
+                if self.val_set is not None and (done % cfg.train.eval_every == 0 or done == cfg.optim.epochs):
+                    metrics = self.validate()
+                    self.last_val = metrics
+                    self.logger.write({"kind": "val", "epoch": done, "step": self.global_step,
+                                       **_scalar_view(metrics)}, self.global_step)
+                    log.info("epoch %d val: top1 %.2f%%  top5 %.2f%%  GFLOPs/video %.4f  policy(s/r/k) %s",
+                             done, metrics["top1"], metrics["top5"], metrics["gflops_per_video"],
+                             _fmt_ratios(metrics["policy_ratios"]))
+                    if self.best_top1 is None or metrics["top1"] > self.best_top1:
+                        self.best_top1, self.best_metrics, is_best = metrics["top1"], metrics, True
+                self.epoch, self.step_in_epoch, self.meter = done, 0, Meter()
+                self.save(best=is_best or (self.val_set is None and done == cfg.optim.epochs))
+        self.logger.close()
+        return self.best_metrics or self.last_val or {}
+
+    def _train_epoch(self, stop: _Stop) -> None:
+        cfg, d = self.cfg, self.dist
+        model = self.ddp_model
+        model.train()
+        self.train_sampler.set_epoch(self.epoch, self.step_in_epoch * self.batch_per_rank)
+        t_epoch = time.time()
+        batches = progress(self.train_loader, self.steps_per_epoch, f"epoch {self.epoch + 1}/{cfg.optim.epochs}",
+                           self.show_progress, initial=self.step_in_epoch)
+        for batch in batches:
+            if batch["video"] is None:
+                if d.distributed:
+                    raise RuntimeError("every clip of a batch was unreadable (on_error=skip); with several "
+                                       "processes this would desynchronise them — fix the data or the list")
+                self.meter.add("skipped", batch["num_skipped"])
+                self.step_in_epoch += 1
+                continue
+            lr = self.schedule.set(self.epoch, self.step_in_epoch)
+            progress_epochs = self.epoch + self.step_in_epoch / self.steps_per_epoch
+            lam = cfg.train.flops_weight * ramp(progress_epochs, cfg.train.flops_warmup_epochs,
+                                                cfg.train.flops_start_epoch)
+            stats = self._step(model, batch, lam, stop)
+            self.step_in_epoch += 1
+            self.global_step += 1
+            self._account(stats, lr, lam)
+            if stats["stop"] > 0:  # agreed on by all ranks (summed in _step)
+                self.save()
+                raise TrainingInterrupted(f"stopped by a signal at epoch {self.epoch}, step {self.step_in_epoch}; "
+                                          f"state saved to {self.ckpt_dir / ckpt.LAST}")
+            if (cfg.train.checkpoint_every and self.global_step % cfg.train.checkpoint_every == 0
+                    and self.step_in_epoch < self.steps_per_epoch):
+                self.save()
+        m = self.meter
+        n = max(m.get("n"), 1.0)
+        record = {"kind": "train_epoch", "epoch": self.epoch + 1, "step": self.global_step,
+                  "loss": m.get("loss") / n, "ce": m.get("ce") / n, "flops": m.get("flops") / n,
+                  "gflops_per_video": m.get("gflops") / n, "top1": 100 * m.get("c1") / n,
+                  "top5": 100 * m.get("c5") / n, "lr": m.get("lr_last"), "lambda": m.get("lam_last"),
+                  "skipped": int(m.get("skipped")), "seconds": time.time() - t_epoch}
+        self.logger.write(record, self.global_step)
+        log.info("epoch %d train: loss %.4f (ce %.4f + flops %.4f G/frame)  top1 %.2f%%  GFLOPs/video %.4f  "
+                 "lr %.5f", self.epoch + 1, record["loss"], record["ce"], record["flops"], record["top1"],
+                 record["gflops_per_video"], record["lr"])
+
+    def _step(self, model: nn.Module, batch: dict[str, Any], lam: float, stop: _Stop) -> dict[str, float]:
+        d, cfg = self.dist, self.cfg
+        video = batch["video"].to(d.device, non_blocking=True)
+        labels = batch["label"].to(d.device, non_blocking=True)
+        n = video.shape[0]
+        with autocast_context(d.device, self.amp_dtype):
+            logits = model(video)
+        logits = logits.float()
+        ce = F.cross_entropy(logits, labels, label_smoothing=cfg.train.label_smoothing)
+        if self.gated:
+            masks = collect_masks(self.model)
+            g = loss_gflops(self.cost, masks, cfg.model.num_frames)
+            with torch.no_grad():
+                video_gflops = dynamic_gflops(self.cost, [m.detach() for m in masks], cfg.model.num_frames).mean()
+            loss = ce + lam * g
+        else:
+            g = torch.tensor(self.cost.total / 1e9, device=d.device)
+            video_gflops = g * cfg.model.num_frames
+            loss = ce
+        c1, c5 = topk_correct(logits.detach(), labels)
+        finite = bool(torch.isfinite(loss.detach()))
+        values = torch.tensor([float(ce.detach()) * n if finite else 0.0, float(g.detach()) * n if finite else 0.0,
+                               float(loss.detach()) * n if finite else 0.0, float(video_gflops) * n, c1, c5, n,
+                               0.0 if finite else 1.0, 1.0 if stop.requested else 0.0, batch["num_skipped"]],
+                              dtype=torch.float64)
+        all_reduce_sum(values)
+        if values[7] > 0:
+            raise TrainingDiverged(
+                f"loss is not finite at epoch {self.epoch + 1}, step {self.step_in_epoch + 1} of the epoch (global "
+                f"step {self.global_step + 1}; this rank: ce={float(ce.detach())}, flops={float(g.detach())}, "
+                f"lambda={lam}). {self.ckpt_dir / ckpt.LAST} keeps the last good state; lower optim.lr, check the data")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.optim.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            total = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad_norm)
+            if not self.scaler.is_enabled() and not bool(torch.isfinite(total)):
+                raise TrainingDiverged(
+                    f"gradient norm is {float(total)} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}; "
+                    f"{self.ckpt_dir / ckpt.LAST} keeps the last good state")
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        keys = ("ce", "flops", "loss", "gflops", "c1", "c5", "n", "nonfinite", "stop", "skipped")
+        return dict(zip(keys, values.tolist(), strict=True))
+
+    def _account(self, s: dict[str, float], lr: float, lam: float) -> None:
+        for key in ("ce", "flops", "loss", "gflops", "c1", "c5", "n", "skipped"):
+            self.meter.add(key, s[key])
+        self.meter.sums["lr_last"] = lr
+        self.meter.sums["lam_last"] = lam
+        every = self.cfg.run.log_every
+        if every and self.global_step % every == 0:
+            n = max(s["n"], 1.0)
+            self.logger.write({"kind": "train", "epoch": self.epoch + self.step_in_epoch / self.steps_per_epoch,
+                               "step": self.global_step, "loss": s["loss"] / n, "ce": s["ce"] / n,
+                               "flops": s["flops"] / n, "gflops_per_video": s["gflops"] / n,
+                               "top1": 100 * s["c1"] / n, "lr": lr, "lambda": lam}, self.global_step)
+
+    def validate(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.val_sampler.set_epoch(0)
+        records, skipped = evaluate(self.model, self.val_loader, self.cost, cfg.model.num_frames, self.dist,
+                                    self.amp_dtype, cfg.eval.decision, cfg.eval.seed, self.show_progress)
+        metrics = summarize(records, self.cost, cfg.model.name, cfg.run.name or "", self.class_names,
+                            cfg.model.num_frames, cfg.data.input_size, _views(cfg))
+        metrics["num_skipped"] = skipped
+        self.model.train()
+        return metrics
+
+
+def _views(cfg: Config) -> int:
+    return cfg.eval.num_clips * (3 if cfg.eval.three_crop else 1)
+
+
+def _scalar_view(metrics: dict[str, Any]) -> dict[str, Any]:
+    keep = ("top1", "top5", "gflops_per_video", "ce", "num_videos", "policy_ratios", "block_ratios", "num_skipped")
+    return {k: metrics[k] for k in keep if k in metrics}
+
+
+def _fmt_ratios(ratios: list[float] | None) -> str:
+    return "-" if ratios is None else "/".join(f"{100 * r:.1f}" for r in ratios)
+
+
+def train(cfg: Config, resume_from: str | Path | None = None) -> dict[str, Any]:
+    """Train as ``cfg`` says (under torchrun: one call per process). Returns the best validation metrics.
+
+    Raises :class:`TrainingDiverged` (NaN/inf; ``last.pt`` keeps the last good state) or
+    :class:`TrainingInterrupted` (SIGTERM/SIGINT; state saved).
+    """
+    dist_info = init_distributed(cfg.run.device)
+    run_dir = run_dir_of(cfg)
+    setup_logging(run_dir, dist_info.is_main)
+    trainer = Trainer(cfg, dist_info)
+    trainer.setup(resume_from)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.logger.close()
+        barrier_safe()
+
+
+def barrier_safe() -> None:
+    try:
+        barrier()
+    except Exception:  # a failed peer: do not hang on the way out
+        pass
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+
+def checkpoint_config(payload: dict[str, Any], config_path: str | Path | None,
+                      overrides: list[str] | None) -> Config:
+    """The config of an evaluation: the checkpoint's own config <- the given file <- overrides."""
+    base = payload.get("config") or {}
+    return load_config(config_path, overrides, base=base)
+
+
+def default_eval_dir(checkpoint_path: Path) -> Path:
+    """``<run>/eval`` for ``<run>/checkpoints/x.pt``, else ``eval`` next to the checkpoint file."""
+    parent = checkpoint_path.resolve().parent
+    run = parent.parent if parent.name == ckpt.CHECKPOINT_DIR else parent
+    return run / "eval"
+
+
+def evaluate_checkpoint(
+    checkpoint_path: str | Path | None,
+    config_path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    out_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on ``data.val_list``; writes ``predictions.jsonl`` and ``metrics.json`` to
+    ``out_dir`` (default ``<run>/eval``) and returns the metrics. Works under torchrun (numbers independent
+    of the number of processes)."""
+    from adafuse.models.serialization import load_checkpoint_file, model_from_checkpoint
+
+    if checkpoint_path is None:
+        if config_path is None:
+            raise ValueError("give a config file or --checkpoint")
+        cfg0 = load_config(config_path, overrides)
+        checkpoint_path = run_dir_of(cfg0) / ckpt.CHECKPOINT_DIR / f"{cfg0.eval.checkpoint}.pt"
+    checkpoint_path = Path(checkpoint_path)
+    payload = load_checkpoint_file(checkpoint_path)
+    cfg = checkpoint_config(payload, config_path, overrides)
+    dist_info = init_distributed(cfg.run.device)
+    setup_logging(None, dist_info.is_main)
+    model, payload = model_from_checkpoint(payload)
+    if cfg.model.name != payload["arch"]:
+        log.warning("config model.name=%s but the checkpoint holds %s: evaluating the checkpoint's model",
+                    cfg.model.name, payload["arch"])
+    class_names = payload.get("class_names")
+    num_classes = model.num_classes
+    data_classes = resolve_classes(cfg)
+    if data_classes is not None and len(data_classes) != num_classes:
+        raise ValueError(f"the checkpoint's model has {num_classes} classes but the data's class list has "
+                         f"{len(data_classes)}")
+    if class_names and data_classes and list(class_names) != list(data_classes):
+        log.warning("class names of the checkpoint and of the data differ (same count %d)", num_classes)
+    class_names = class_names or data_classes
+    size = cfg.data.input_size
+    cost = static_cost(model, size)
+    dataset = build_dataset(cfg, "val", num_classes, class_names, model.input_spec)
+    sampler = EpochSampler(len(dataset), False, 0, dist_info.rank, dist_info.world_size)
+    loader = build_loader(dataset, sampler, cfg.eval.batch_size, cfg.data.num_workers, cfg.run.seed)
+    model.to(dist_info.device)
+    amp = amp_dtype_for(cfg.train.amp, dist_info.device)
+    records, skipped = evaluate(model, loader, cost, cfg.model.num_frames, dist_info, amp, cfg.eval.decision,
+                                cfg.eval.seed, cfg.run.progress)
+    metrics = summarize(records, cost, payload["arch"], cfg.run.name or checkpoint_path.stem, class_names,
+                        cfg.model.num_frames, size, _views(cfg))
+    metrics.update(num_skipped=skipped, checkpoint=str(checkpoint_path), decision=cfg.eval.decision,
+                   epoch=payload.get("epoch"))
+    out = Path(out_dir) if out_dir is not None else default_eval_dir(checkpoint_path)
+    if dist_info.is_main:
+        write_eval(out, records, metrics)
+        (out / "config.yaml").write_text(cfg.to_yaml())
+        log.info("eval %s: %d videos, top1 %.2f%%, top5 %.2f%%, GFLOPs/video %.4f -> %s", checkpoint_path,
+                 metrics["num_videos"], metrics["top1"], metrics["top5"], metrics["gflops_per_video"], out)
+    metrics = broadcast_object(metrics)
+    barrier_safe()
+    return metrics
+

@@ -1,0 +1,87 @@
+"""The config schema: defaults file in sync, presets valid, unknown keys and bad values rejected by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adafuse.config import Config, ConfigError, all_keys, defaults_yaml, load_config, parse_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+PRESETS = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "_base_" and p.name != "defaults.yaml")
+
+
+def test_defaults_file_is_the_rendered_schema():
+    text = (CONFIGS / "defaults.yaml").read_text()
+    assert text == defaults_yaml(), "configs/defaults.yaml is stale: python -m adafuse.config > configs/defaults.yaml"
+    # and it parses back to exactly the defaults, with a comment line above every option
+    assert Config.from_dict(yaml.safe_load(text)).to_dict() == Config().to_dict()
+    lines = text.splitlines()
+    for key in all_keys():
+        option = key.split(".")[1]
+        i = next(i for i, line in enumerate(lines) if line.startswith(f"  {option}:"))
+        assert lines[i - 1].strip().startswith("#"), f"{key} has no comment in defaults.yaml"
+
+
+def test_every_preset_loads_and_names_a_registered_model():
+    from adafuse.models import MODEL_NAMES
+
+    assert len(PRESETS) >= 40
+    for path in PRESETS:
+        cfg = load_config(path)
+        assert cfg.model.name in MODEL_NAMES, path
+        assert cfg.run.name == path.stem
+        assert cfg.optim.lr == 0.02 and cfg.optim.lr_steps == [20, 40] and cfg.optim.epochs == 50, path
+        ds = path.parent.name
+        expected_lambda = {"sthv1": 0.125, "sthv2": 0.075, "jester": 0.1, "minikinetics": 0.1}[ds]
+        learned = cfg.model.name.startswith(("adafuse", "ada", "cgnet"))
+        if learned and "lambda" not in path.name:
+            assert cfg.train.flops_weight == expected_lambda, path
+        assert cfg.data.flip == (ds == "minikinetics"), path
+
+
+def test_base_chain_and_overrides(tmp_path):
+    (tmp_path / "base.yaml").write_text("optim:\n  lr: 0.5\n  epochs: 3\nmodel:\n  name: tsn_r18\n")
+    (tmp_path / "child.yaml").write_text("_base_: base.yaml\noptim:\n  epochs: 7\n")
+    cfg = load_config(tmp_path / "child.yaml", ["optim.lr_steps=[1,2]", "optim.weight_decay=1e-4", "run.seed=3"])
+    assert (cfg.optim.lr, cfg.optim.epochs, cfg.optim.lr_steps) == (0.5, 7, [1, 2])
+    assert cfg.optim.weight_decay == pytest.approx(1e-4)  # YAML 1.1 reads 1e-4 as a string: coerced
+    assert cfg.model.name == "tsn_r18" and cfg.run.seed == 3 and cfg.run.name == "child"
+    # round trip through a plain dict (what a checkpoint stores)
+    assert Config.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
+
+
+def test_unknown_keys_are_errors_with_a_suggestion(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  lrr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*unknown key 'optim.lrr'.*did you mean 'optim.lr'"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match=r"unknown key 'optim.weight_decai'.*did you mean 'optim.weight_decay'"):
+        parse_overrides(["optim.weight_decai=0.1"])
+    with pytest.raises(ConfigError, match=r"unknown section 'optm'.*did you mean 'optim'"):
+        Config.from_dict({"optm": {"lr": 1}})
+    # the right option under the wrong section is pointed to its section
+    with pytest.raises(ConfigError, match=r"unknown key 'train.lr'.*did you mean 'optim.lr'"):
+        parse_overrides(["train.lr=0.1"])
+    (tmp_path / "loop.yaml").write_text("_base_: loop.yaml\n")
+    with pytest.raises(ConfigError, match="circular"):
+        load_config(tmp_path / "loop.yaml")
+
+
+def test_bad_values_name_the_key():
+    with pytest.raises(ConfigError, match=r"optim.epochs must be an integer, got 'ten'"):
+        parse_and_build(["optim.epochs=ten"])
+    with pytest.raises(ConfigError, match=r"eval.decision must be one of argmax, sample, got 'argmx'"):
+        parse_and_build(["eval.decision=argmx"])
+    with pytest.raises(ConfigError, match=r"optim.lr_steps\[1\] must be an integer"):
+        parse_and_build(["optim.lr_steps=[1,x]"])
+    with pytest.raises(ConfigError, match="not of the form"):
+        parse_and_build(["optim.lr"])
+    assert parse_and_build(["model.num_classes=null"]).model.num_classes is None
+
+
+def parse_and_build(overrides: list[str]) -> Config:
+    return load_config(None, overrides)
