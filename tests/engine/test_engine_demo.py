@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import run_cli
@@ -51,3 +52,17 @@ def test_demo_end_to_end(tmp_path):
     again = run_cli("demo", "--recipe", "test", "--out", str(out), "--threads", "1", timeout=600)
     assert again.returncode == 0, again.stderr[-4000:]
     assert json.loads((out / "results.json").read_text())["rows"][0]["top1"] == tsn["top1"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("ADAFUSE_SLOW_DEMO"),
+                    reason="about 3 minutes on 2 cores: set ADAFUSE_SLOW_DEMO=1 to run `adafuse demo --quick`")
+def test_quick_demo_adafuse_sees_the_direction_of_time(tmp_path):
+    r = run_cli("demo", "--quick", "--out", str(tmp_path / "quick"), timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    rows = {row["method"]: row for row in json.loads((tmp_path / "quick" / "results.json").read_text())["rows"]}
+    tsn, ada = rows["TSN"], rows["AdaFuse-TSN"]
+    # loose bounds: a few hundred paired clips, so +-10 points is several standard deviations of chance
+    assert 35.0 <= tsn["direction"] <= 65.0
+    assert ada["direction"] >= tsn["direction"] + 8.0
+    assert ada["gflops_per_video"] <= 0.8 * tsn["gflops_per_video"]
