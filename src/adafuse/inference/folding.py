@@ -220,22 +220,29 @@ class FoldedPolicy:
         self.macs = self.w0.numel() + self.w1.numel()
         self.flops = 2 * self.macs + 2 * hidden
 
-    def __call__(self, v: Tensor, v_prev: Tensor | None) -> Tensor:
-        """``v``, ``v_prev``: GAP of the block input at t and t-1, ``(1, C_in)`` (``None`` -> zeros).
-        Returns the action of every channel, ``(C,)`` int64 in ``{SKIP, REUSE, KEEP}``."""
+    def __call__(self, v: Tensor, v_prev: Tensor | None, shift: Tensor | None = None) -> Tensor:
+        """``v``, ``v_prev``: GAP of the block input at t and t-1, ``(1, C_in)`` (``None`` -> zeros); ``shift``:
+        ``(A,)`` subtracted from every channel's logits before the argmax (the compute-budget shift times the
+        action costs, :mod:`adafuse.inference.budget`; None = none). Returns the action of every channel,
+        ``(C,)`` int64 in ``{SKIP, REUSE, KEEP}``."""
         if self.use_history:
             v = torch.cat([v_prev if v_prev is not None else torch.zeros_like(v), v], dim=1)
         h = F.linear(v, self.w0).mul_(self.scale).add_(self.shift).relu_()
         logits = F.linear(h, self.w1, self.b1).view(self.channels, self.num_actions)
+        if shift is not None:
+            logits = logits - shift
         return self.action_ids[logits.argmax(dim=1)]
 
-    def batch(self, v: Tensor, v_prev: Tensor | None) -> Tensor:
+    def batch(self, v: Tensor, v_prev: Tensor | None, shift: Tensor | None = None) -> Tensor:
         """The policy of ``T`` consecutive frames in one pass (each weight matrix is read once, not ``T``
         times). ``v``: GAP of the block input at frames ``0..T-1`` ``(T, C_in)``; ``v_prev``: GAP at the frame
-        before the first ``(1, C_in)`` (``None`` -> zeros). Returns the actions ``(T, C)`` int64."""
+        before the first ``(1, C_in)`` (``None`` -> zeros); ``shift``: as in :meth:`__call__`. Returns the
+        actions ``(T, C)`` int64."""
         if self.use_history:
             first = v_prev if v_prev is not None else torch.zeros_like(v[:1])
             v = torch.cat([torch.cat([first, v[:-1]], dim=0), v], dim=1)
         h = F.linear(v, self.w0).mul_(self.scale).add_(self.shift).relu_()
         logits = F.linear(h, self.w1, self.b1).view(v.shape[0], self.channels, self.num_actions)
+        if shift is not None:
+            logits = logits - shift
         return self.action_ids[logits.argmax(dim=2)]

@@ -114,7 +114,13 @@ class Gate:
         policy = fusion.policy
         self.policy = FoldedPolicy(policy, fusion.actions) if isinstance(policy, PolicyNet) else None
         self.policy_kind = type(policy).__name__
+        self.fusion = fusion  # read at every decision: its budget shift may change between frames
         self.reset()
+
+    def _shift(self) -> Tensor | None:
+        """The fusion module's compute-budget shift as a logit offset ``(A,)`` (None when it is 0)."""
+        b = self.fusion.budget_shift
+        return b * self.fusion.budget_cost if b else None
 
     def reset(self) -> None:
         self.frame = 0
@@ -133,7 +139,7 @@ class Gate:
         actions = None
         if self.policy is not None:
             v = policy_input()
-            actions = self.policy(v, self.prev_v)
+            actions = self.policy(v, self.prev_v, self._shift())
             ctx.meter.linear(self.policy.macs, self.policy.flops)
             self.prev_v = v
         return self._choose(actions, ctx)
@@ -143,7 +149,7 @@ class Gate:
         with the policy MLP run once on the block input GAPs ``v`` ``(T, C_in)`` of all frames."""
         batch = None
         if self.policy is not None:
-            batch = self.policy.batch(v, self.prev_v)
+            batch = self.policy.batch(v, self.prev_v, self._shift())
             for ctx in ctxs:
                 ctx.meter.linear(self.policy.macs, self.policy.flops)
             self.prev_v = v[-1:]

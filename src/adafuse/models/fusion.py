@@ -19,6 +19,7 @@ SKIP, REUSE, KEEP = 0, 1, 2
 ACTIONS = ("skip", "reuse", "keep")
 DECISIONS = ("gumbel", "argmax", "sample")
 DEFAULT_TAU = 0.67
+DEFAULT_ACTION_COST = (0.0, 0.5, 1.0)  # relative cost of (skip, reuse, keep) for the budget shift
 
 
 def previous_frame(x: Tensor, num_frames: int) -> Tensor:
@@ -123,6 +124,12 @@ class AdaptiveFusion(nn.Module):
     ``decision="argmax"`` (default, deterministic) or ``"sample"`` (seeded Gumbel sampling, as the
     released code does). An injected mask (:func:`inject_policy`) overrides everything.
     After each forward ``last_mask`` holds the ``(N*T, C, 3)`` mask used.
+
+    Compute budget (:mod:`adafuse.inference.budget`): with ``budget_shift = b != 0`` the learned policy's logits
+    become ``logits - b * budget_cost`` before any decision rule; ``budget_cost`` ``(A,)`` is the relative cost
+    of each of this module's actions (default skip 0, reuse 0.5, keep 1; the budget module sets the FLOPs
+    engine's per-channel costs). ``b > 0`` moves decisions towards cheaper actions, ``b < 0`` towards keep;
+    ``b = 0`` (default) leaves the logits untouched.
     """
 
     def __init__(
@@ -146,6 +153,8 @@ class AdaptiveFusion(nn.Module):
         self.generator: torch.Generator | None = None
         self.injected: Tensor | None = None
         self.last_mask: Tensor | None = None
+        self.budget_shift = 0.0
+        self.budget_cost = torch.tensor([DEFAULT_ACTION_COST[ACTIONS.index(a)] for a in self.actions])
         select = torch.zeros(len(actions), 3)
         for i, name in enumerate(actions):
             select[i, ACTIONS.index(name)] = 1.0
@@ -170,6 +179,8 @@ class AdaptiveFusion(nn.Module):
         if not getattr(self.policy, "learned", False):
             return self.policy(x, y, self.num_frames)
         logits = self.policy(x, self.num_frames).float()
+        if self.budget_shift:
+            logits = logits - self.budget_shift * self.budget_cost.to(logits.device)
         if self.training:
             mask = hard_gumbel_softmax(logits, self.tau)
         elif self.decision == "sample":
