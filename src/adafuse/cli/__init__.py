@@ -15,6 +15,7 @@ VERB_MODULES = (
     "models_cmd",  # models, flops
     "data_cmd",  # data prepare|extract|check|synth
     "train_cmd",  # train, eval, demo
+    "budget_cmd",  # calibrate (compute budgets)
     "report_cmd",  # report
     "predict_cmd",  # predict, export
     "convert_cmd",  # convert (released checkpoints)

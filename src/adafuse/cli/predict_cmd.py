@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from adafuse.cli.train_cmd import add_budget_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -40,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--jsonl", default=None, metavar="FILE",
                    help="write per-frame, per-gated-block accounting (one JSON object per frame, then one per video)")
     p.add_argument("--json", action="store_true", help="print one JSON object per video instead of text")
+    add_budget_arguments(p)
     p.set_defaults(func=cmd_predict)
 
     e = subparsers.add_parser(
@@ -60,7 +63,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--tolerance", type=float, default=1e-4,
                    help="largest accepted relative difference of the logits (default 1e-4)")
     e.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    add_budget_arguments(e)
     e.set_defaults(func=cmd_export)
+
+
+def apply_budget(model, args: argparse.Namespace, size: int) -> float:
+    """Resolve ``--budget``/``--shift`` for the checkpoint and apply the shift to ``model``; returns it."""
+    if args.budget is None and args.shift is None:
+        return 0.0
+    from adafuse.engine.budget_eval import resolve_shift
+    from adafuse.engine.trainer import checkpoint_config
+    from adafuse.inference.budget import set_budget_shift
+    from adafuse.models.serialization import load_checkpoint_file
+
+    payload = load_checkpoint_file(args.checkpoint)
+    cfg = checkpoint_config(payload, None, None) if payload.get("config") else None
+    if cfg is not None:
+        cfg.data.input_size = size
+    shift, _ = resolve_shift(model, payload, cfg, args.budget, args.shift, args.calib_list, args.calib_clips,
+                             size=size)
+    set_budget_shift(model, shift)
+    return shift
 
 
 def _gate_records(report) -> list[dict]:
@@ -86,6 +109,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 2
     predictor = Predictor.from_checkpoint(args.checkpoint, sparse=args.sparse, num_frames=args.frames,
                                           size=args.size, topk=args.topk, template=args.template)
+    try:
+        shift = apply_budget(predictor.model, args, predictor.size)
+    except (DataError, FileNotFoundError, ValueError) as err:
+        print(f"error: {args.checkpoint}: {err}", file=sys.stderr)
+        return 2
+    if shift and not args.json:
+        print(f"budget shift {shift:+.6g}")
     jsonl = open(args.jsonl, "w") if args.jsonl else None  # noqa: SIM115 -- closed in finally
     status = 0
     try:
@@ -153,6 +183,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from adafuse.models.serialization import model_from_checkpoint
 
     model, _ = model_from_checkpoint(args.checkpoint)
+    try:
+        shift = apply_budget(model, args, args.size or model.input_spec.size)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {args.checkpoint}: {err}", file=sys.stderr)
+        return 2
+    if shift:
+        print(f"budget shift {shift:+.6g} (fixed in the exported graph)")
     exported = export_onnx(model, args.onnx, args.frames, args.size, args.opset)
     path = exported.path
     t, s = args.frames or model.num_frames, args.size or model.input_spec.size

@@ -33,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="optional config file followed by overrides")
     e.add_argument("--checkpoint", "-c", metavar="CKPT", help="checkpoint file (.pt)")
     e.add_argument("--out", metavar="DIR", help="output directory (default: <run>/eval)")
+    add_budget_arguments(e)
+    e.add_argument("--budgets", type=float, nargs="+", metavar="F",
+                   help="evaluate every budget F in one run and write <out>/budget_curve.json (accuracy vs GFLOPs)")
+    e.add_argument("--sparse-timing", type=int, default=0, metavar="N",
+                   help="also time the sparse executor on N validation clips at each budget (ms per clip)")
     e.set_defaults(func=_eval)
 
     d = subparsers.add_parser(
@@ -50,6 +55,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="torch CPU threads (default: the cores left after one data-loading process)")
     d.add_argument("--recipe", default=None, help=argparse.SUPPRESS)  # full | quick | test (the test suite's)
     d.set_defaults(func=_demo)
+
+
+def add_budget_arguments(p: argparse.ArgumentParser) -> None:
+    """``--budget F`` / ``--shift S`` / ``--calib-list`` / ``--calib-clips`` (shared by eval, predict, export)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--budget", type=float, default=None, metavar="F",
+                   help="compute budget: GFLOPs per video as a fraction of the model with every channel kept "
+                        "(calibrated shift: stored in the checkpoint by `adafuse calibrate`, else calibrated now)")
+    g.add_argument("--shift", type=float, default=None, metavar="S",
+                   help="budget shift of the policy directly (>0 cheaper, <0 keeps more; 0 = the model's own)")
+    p.add_argument("--calib-list", default=None, metavar="LIST",
+                   help="list file of calibration clips for --budget (default: the checkpoint's training list)")
+    p.add_argument("--calib-clips", type=int, default=32, metavar="N",
+                   help="calibration clips sampled from that list (default 32)")
 
 
 def _split_items(items: list[str]) -> tuple[str | None, list[str]]:
@@ -108,7 +127,10 @@ def _eval(args: argparse.Namespace) -> int:
     if config is None and args.checkpoint is None:
         print("adafuse eval: give --checkpoint CKPT and/or a CONFIG.yaml", file=sys.stderr)
         return EXIT_CONFIG
+    budgeted = args.budget is not None or args.shift is not None or args.budgets or args.sparse_timing
     try:
+        if budgeted:
+            return _eval_budgets(args, config, overrides)
         metrics = evaluate_checkpoint(args.checkpoint, config, overrides, args.out)
     except _errors() as err:
         print(f"adafuse eval: error: {err}", file=sys.stderr)
@@ -119,6 +141,26 @@ def _eval(args: argparse.Namespace) -> int:
         shutdown_distributed()
     print(f"top1 {metrics['top1']:.2f}%  top5 {metrics['top5']:.2f}%  GFLOPs/video {metrics['gflops_per_video']:.4f}"
           f"  ({metrics['num_videos']} videos)")
+    return 0
+
+
+def _eval_budgets(args: argparse.Namespace, config: str | None, overrides: list[str]) -> int:
+    from adafuse.engine.budget_eval import evaluate_budgets
+
+    if args.checkpoint is None:
+        raise ValueError("--budget/--budgets/--shift need --checkpoint")
+    result = evaluate_budgets(args.checkpoint, config, overrides, args.out, budgets=args.budgets, budget=args.budget,
+                              shift=args.shift, calib_list=args.calib_list, calib_clips=args.calib_clips,
+                              sparse_clips=args.sparse_timing)
+    if "points" not in result:
+        print(f"top1 {result['top1']:.2f}%  top5 {result['top5']:.2f}%  GFLOPs/video {result['gflops_per_video']:.4f}"
+              f"  (shift {result['budget_shift']:g}, {result['num_videos']} videos)")
+        return 0
+    print(f"all-keep GFLOPs/video {result['gflops_all_keep']:.4f}  (floor {result['floor']:.3f})")
+    for p in result["points"]:
+        ms = f"  sparse {p['sparse_ms_per_clip']:.1f} ms/clip" if "sparse_ms_per_clip" in p else ""
+        print(f"budget {p['budget']:.3f}: shift {p['shift']:+.4g}  GFLOPs/video {p['gflops_per_video']:.4f} "
+              f"({p['fraction']:.3f})  top1 {p['top1']:.2f}%  top5 {p['top5']:.2f}%{ms}")
     return 0
 
 
