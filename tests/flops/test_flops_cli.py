@@ -11,7 +11,8 @@ from adafuse.cli import main
 from adafuse.flops import count_params
 from adafuse.models import build_model
 
-KEYS = ["arch", "params", "gflops_per_video", "gflops_floor_per_video", "num_classes", "frames", "size"]
+KEYS = ["arch", "params", "gflops_per_video", "gflops_floor_per_video", "gflops_per_video_released",
+        "flops_convention", "num_classes", "frames", "size"]
 
 
 def test_flops_json_tsn_r18(capsys):
@@ -22,6 +23,17 @@ def test_flops_json_tsn_r18(capsys):
     assert out["params"] == 11_265_774
     assert round(out["gflops_per_video"], 2) == 14.55
     assert out["gflops_floor_per_video"] == out["gflops_per_video"]  # nothing gated
+    assert out["flops_convention"] == "exact"
+    assert out["gflops_per_video_released"] == out["gflops_per_video"]  # no fixed-window average pool
+
+
+def test_flops_json_tsn_bninception_released_count(capsys):
+    """The released code's thop 0.0.31 count (paper Table 1: 16.4): its average pools cost 1 op per output
+    element, ours window + 1, and its global pool is a 7x7 AvgPool2d (1 op per output element)."""
+    assert main(["flops", "tsn_bninception", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert round(out["gflops_per_video"], 2) == 16.41
+    assert round(out["gflops_per_video_released"], 2) == 16.35
 
 
 def test_flops_options_and_text(capsys):

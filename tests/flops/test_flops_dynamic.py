@@ -162,7 +162,8 @@ def test_dense_model_needs_batch_size():
         dynamic_gflops(cost, [], 4)
     assert torch.allclose(dynamic_gflops(cost, [], 4, batch_size=3), torch.full((3,), 8.0))
     rows = video_accounting(cost, [], 4, batch_size=2)
-    assert rows == [{"gflops": 8.0, "frame_gflops": [2.0] * 4, "block_ratios": [], "block_constant": []}] * 2
+    assert rows == [{"gflops": 8.0, "frame_gflops": [2.0] * 4, "gflops_released_real": 8.0,
+                     "gflops_released_upb": 8.0, "block_ratios": [], "block_constant": []}] * 2
 
 
 def test_bad_masks_are_named(toy_cost):

@@ -13,10 +13,13 @@ from typing import Any
 
 CONVENTION = """
 GFLOPs follow the paper's tables (thop 0.0.31 rules): conv = multiply-accumulates,
-Linear = 2 x MACs, BatchNorm = 2 x elements, ReLU / max-pool / dropout free.
+Linear = 2 x MACs, BatchNorm = 2 x elements, ReLU / max-pool / dropout free,
+average pool = window + 1 per output element ("exact" convention).
   static = every gated channel computed (policy all keep; policy MLPs included)
   floor  = every gated channel skipped (the fixed part of the cost)
-A learned policy costs between the two: see `adafuse eval` / `adafuse report`."""
+  released = the dense count of the authors' released code (thop 0.0.31 charges a
+             fixed-window average pool 1 op per output element; differs for BN-Inception)
+A learned policy costs between static and floor: see `adafuse eval` / `adafuse report`."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,10 +72,11 @@ def _summary(arch: str, args: argparse.Namespace, policy_hidden: int | None = No
 
 def _row(s: dict[str, Any]) -> str:
     return (f"{s['arch']:<28} {s['params'] / 1e6:>10.3f} {s['gflops_per_video']:>14.2f} "
-            f"{s['gflops_floor_per_video']:>14.2f} {s['size']:>5}")
+            f"{s['gflops_floor_per_video']:>14.2f} {s['gflops_per_video_released']:>14.2f} {s['size']:>5}")
 
 
-HEADER = f"{'model':<28} {'params (M)':>10} {'GFLOPs/video':>14} {'floor GFLOPs':>14} {'size':>5}"
+HEADER = (f"{'model':<28} {'params (M)':>10} {'GFLOPs/video':>14} {'floor GFLOPs':>14} {'released':>14} "
+          f"{'size':>5}\n{'':<28} {'':>10} {'(exact)':>14} {'(exact)':>14} {'(thop 0.0.31)':>14}")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -116,9 +120,12 @@ def cmd_flops(args: argparse.Namespace) -> int:
     print(f"params       {summary['params']:,} ({summary['params'] / 1e6:.3f} M)")
     print(f"input        {summary['frames']} frames x {summary['size']}x{summary['size']}, "
           f"{summary['num_classes']} classes")
-    print(f"static       {cost.gflops_per_frame:.4f} GFLOPs/frame = {summary['gflops_per_video']:.2f} GFLOPs/video")
+    print(f"static       {cost.gflops_per_frame:.4f} GFLOPs/frame = {summary['gflops_per_video']:.2f} GFLOPs/video "
+          "(exact convention)")
     print(f"floor        {cost.floor / 1e9:.4f} GFLOPs/frame = {summary['gflops_floor_per_video']:.2f} GFLOPs/video "
-          f"(every gated channel skipped)")
+          f"(exact convention; every gated channel skipped)")
+    print(f"released     {cost.released / 1e9:.4f} GFLOPs/frame = {summary['gflops_per_video_released']:.2f} "
+          "GFLOPs/video (the released code's thop 0.0.31 count, dense)")
     print(f"gated blocks {len(cost.blocks)}")
     if cost.uncounted:
         print(f"not counted  {', '.join(cost.uncounted)} (no rule: 0 FLOPs)")

@@ -2,7 +2,9 @@
 
 * :func:`static_cost` counts a model's per-frame FLOPs (thop 0.0.31 convention: conv = MACs, Linear =
   2 x MACs, BN = 2 x elements) and the full cost ``(F1, F2)`` of every gated block's producers/consumers.
-* :func:`dynamic_gflops` turns policy masks ``(N*T, C, 3)`` into GFLOPs per video, differentiably.
+* :func:`dynamic_gflops` turns policy masks ``(N*T, C, 3)`` into GFLOPs per video, differentiably, under a
+  named convention (:data:`CONVENTIONS`): ``exact`` (default, what the sparse executor runs) or the released
+  code's ``released_real`` / ``released_upb``.
 * :func:`video_accounting` gives the per-video numbers written to ``predictions.jsonl``.
 """
 
@@ -19,7 +21,10 @@ from adafuse.flops.counting import (
     static_cost,
 )
 from adafuse.flops.dynamic import (
+    CONVENTIONS,
     block_usage,
+    channel_usage,
+    check_convention,
     dynamic_gflops,
     dynamic_gflops_per_frame,
     loss_gflops,
@@ -27,7 +32,7 @@ from adafuse.flops.dynamic import (
 )
 
 __all__ = [
-    "GIGA", "RULES", "ZERO_COST", "BlockCost", "StaticCost", "block_usage", "cost_summary", "count_flops",
-    "count_params", "dynamic_gflops", "dynamic_gflops_per_frame", "loss_gflops", "model_summary", "static_cost",
-    "video_accounting",
+    "CONVENTIONS", "GIGA", "RULES", "ZERO_COST", "BlockCost", "StaticCost", "block_usage", "channel_usage",
+    "check_convention", "cost_summary", "count_flops", "count_params", "dynamic_gflops", "dynamic_gflops_per_frame",
+    "loss_gflops", "model_summary", "static_cost", "video_accounting",
 ]

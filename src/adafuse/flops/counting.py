@@ -20,6 +20,13 @@ add, the consensus mean) are not modules and cost 0, as under thop. The adaptive
 ResNet trunk is counted ((49 + 1) x 2048 per frame for R50): that is what gives the SPEC's 4.1102 G/frame.
 A custom leaf module can state its own cost with a method ``flops(inputs, output) -> float`` (FLOPs of
 that call, whole batch). Leaf modules without a rule count 0 and are listed in :attr:`StaticCost.uncounted`.
+
+The released count (:attr:`StaticCost.released_total`). The authors' code counted its models with thop 0.0.31,
+whose average pool (``AvgPool1d/2d/3d``) charges **1 op per output element** (adaptive pools: window + 1, as
+above). Every other rule is the same. Their BN-Inception pools globally with a fixed 7x7 ``AvgPool2d`` where
+ours uses ``AdaptiveAvgPool2d(1)`` (same values at 224 px), so that pool is charged 1 per output element in the
+released count too. Result for TSN-BN-Inception: 16.35 GFLOPs/video released vs 16.41 here; ResNets and
+EfficientNets count the same under both.
 """
 
 from __future__ import annotations
@@ -114,6 +121,21 @@ RULES: dict[type[nn.Module], Callable[[nn.Module, tuple[Any, ...], Any], float]]
 }
 
 
+def _released_pool_flops(m: nn.Module, inputs: tuple[Any, ...], out: Any) -> float:
+    return float(out.numel())
+
+
+RELEASED_POOLS: tuple[type[nn.Module], ...] = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+
+
+def _released_fixed_window_pools(model: nn.Module) -> set[int]:
+    """Ids of modules the released code implements as a fixed-window ``AvgPool`` although ours are adaptive:
+    the global pool of BN-Inception (``AvgPool2d(7)`` there)."""
+    from adafuse.models.bninception import BNInception
+
+    return {id(m.global_pool) for m in model.modules() if isinstance(m, BNInception)}
+
+
 def _own_rule(m: nn.Module, inputs: tuple[Any, ...], out: Any) -> float:
     return float(m.flops(inputs, out))
 
@@ -134,13 +156,22 @@ class BlockCost:
     """Cost of one gated block, aligned with ``fusion_modules(model)``.
 
     ``f1``: per-frame FLOPs of the producers of the ``channels`` gated channels (all of them computed);
-    ``f2``: per-frame FLOPs of the consumers reading the gated tensor (no channel skipped).
+    ``f2``: per-frame FLOPs of the consumers reading the gated tensor (no channel skipped);
+    ``producer_groups``: ``(channels, FLOPs)`` of each producer in channel order (their sum is ``f1``; a group
+    of cost 0 holds channels passed through without a producer, e.g. BN-Inception's max-pool branch). Empty
+    means one group ``(channels, f1)``. Only the released convention weighs groups separately.
     """
 
     name: str
     channels: int
     f1: float
     f2: float
+    producer_groups: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def groups(self) -> tuple[tuple[int, float], ...]:
+        """``producer_groups``, or the single group ``((channels, f1),)``."""
+        return self.producer_groups or ((self.channels, self.f1),)
 
 
 @dataclass
@@ -153,7 +184,9 @@ class StaticCost:
     ``params``: parameter count (shared tensors once); ``num_frames``/``size``: the clip the costs were
     counted on (costs are per frame and do not depend on ``num_frames``);
     ``by_type``: per-frame FLOPs per module class name; ``modules``: per-frame FLOPs per qualified
-    module name; ``uncounted``: class names of leaf modules that ran but have no counting rule (cost 0).
+    module name; ``uncounted``: class names of leaf modules that ran but have no counting rule (cost 0);
+    ``released_total``: FLOPs per frame as the authors' released code counts them (thop 0.0.31 average
+    pools, see the module docstring); ``None`` = the same as ``total``.
     """
 
     total: float
@@ -165,6 +198,22 @@ class StaticCost:
     by_type: dict[str, float] = field(default_factory=dict)
     modules: dict[str, float] = field(default_factory=dict)
     uncounted: tuple[str, ...] = ()
+    released_total: float | None = None
+
+    @property
+    def released(self) -> float:
+        """Dense FLOPs per frame under the released count."""
+        return self.total if self.released_total is None else self.released_total
+
+    @property
+    def released_floor(self) -> float:
+        """FLOPs per frame with every gated channel skipped, released count (gated convs count the same)."""
+        return self.floor + self.released - self.total
+
+    @property
+    def released_gflops_per_video(self) -> float:
+        """Dense GFLOPs per video of ``num_frames`` frames, released count."""
+        return self.released * self.num_frames / GIGA
 
     @property
     def gflops_per_frame(self) -> float:
@@ -201,11 +250,15 @@ def _short_name(name: str) -> str:
 
 
 @torch.no_grad()
-def _hooked_forward(module: nn.Module, inputs: tuple[Any, ...]) -> tuple[dict[int, float], list[str]]:
+def _hooked_forward(
+    module: nn.Module, inputs: tuple[Any, ...], released: dict[int, float] | None = None
+) -> tuple[dict[int, float], list[str]]:
     """Runs ``module(*inputs)`` once with counting hooks on every leaf module. Returns FLOPs per module id
-    (all calls of a module summed) and the class names of leaf modules that ran without a rule."""
+    (all calls of a module summed) and the class names of leaf modules that ran without a rule.
+    ``released``: if given, filled with the released count's FLOPs of the modules where it differs."""
     costs: dict[int, float] = {}
     unknown: list[str] = []
+    fixed_window = _released_fixed_window_pools(module) if released is not None else set()
 
     def hook(m: nn.Module, args: tuple[Any, ...], out: Any) -> None:
         rule = _rule(m)
@@ -214,6 +267,9 @@ def _hooked_forward(module: nn.Module, inputs: tuple[Any, ...]) -> tuple[dict[in
                 unknown.append(type(m).__name__)
             return
         costs[id(m)] = costs.get(id(m), 0.0) + rule(m, args, out)
+        if released is not None and (rule is not _own_rule and isinstance(m, RELEASED_POOLS)
+                                     or id(m) in fixed_window):
+            released[id(m)] = released.get(id(m), 0.0) + _released_pool_flops(m, args, out)
 
     handles = [m.register_forward_hook(hook) for m in module.modules() if next(m.children(), None) is None]
     try:
@@ -278,7 +334,8 @@ def static_cost(model: nn.Module, size: int | None = None) -> StaticCost:
                 f.injected, f.decision = None, "argmax"
             model.eval()
             clip = torch.zeros(1, num_frames, 3, size, size, device=device)
-            costs, unknown = _hooked_forward(model, (clip,))
+            released: dict[int, float] = {}
+            costs, unknown = _hooked_forward(model, (clip,), released)
     finally:
         model.train(was_training)
         for f, (injected, last_mask, decision) in zip(fusions, saved, strict=True):
@@ -287,6 +344,7 @@ def static_cost(model: nn.Module, size: int | None = None) -> StaticCost:
             g.set_state(state)
 
     total = sum(costs.values()) / num_frames
+    released_total = (sum(costs.values()) + sum(released[i] - costs[i] for i in released)) / num_frames
     by_type: dict[str, float] = {}
     modules: dict[str, float] = {}
     for m in model.modules():
@@ -304,25 +362,37 @@ def static_cost(model: nn.Module, size: int | None = None) -> StaticCost:
             out += sum(counted) / num_frames
         return out
 
+    def groups(owner_name: str, channels: int, producers: list[nn.Module]) -> tuple[tuple[int, float], ...]:
+        """One ``(channels, FLOPs)`` group per producer (``out_channels``), pass-through channels last."""
+        widths = [getattr(p, "out_channels", None) for p in producers]
+        if len(producers) < 2 or any(not isinstance(w, int) for w in widths) or sum(widths) > channels:
+            return ()
+        out = tuple((w, layers_cost(owner_name, "producers", [p])) for w, p in zip(widths, producers, strict=True))
+        return out + (((channels - sum(widths), 0.0),) if sum(widths) < channels else ())
+
     blocks = [
         BlockCost(_short_name(owner_name), int(f.channels), layers_cost(owner_name, "producers", producers),
-                  layers_cost(owner_name, "consumers", consumers))
+                  layers_cost(owner_name, "consumers", consumers), groups(owner_name, int(f.channels), producers))
         for owner_name, f, producers, consumers in block_layers
     ]
     floor = total - sum(b.f1 + b.f2 for b in blocks)
     return StaticCost(total=total, blocks=blocks, floor=floor, num_frames=num_frames, size=size,
                       params=count_params(model), by_type=by_type, modules=modules,
-                      uncounted=tuple(sorted(set(unknown))))
+                      uncounted=tuple(sorted(set(unknown))), released_total=released_total)
 
 
 def cost_summary(arch: str, cost: StaticCost, num_classes: int) -> dict[str, Any]:
     """JSON-ready summary of a counted model: ``arch, params, gflops_per_video, gflops_floor_per_video,
-    num_classes, frames, size`` (GFLOPs per video of ``cost.num_frames`` frames)."""
+    gflops_per_video_released, flops_convention, num_classes, frames, size`` (GFLOPs per video of
+    ``cost.num_frames`` frames; ``flops_convention`` names the convention of the first two, ``exact``;
+    ``gflops_per_video_released``: the dense count of the authors' released code, thop 0.0.31)."""
     return {
         "arch": arch,
         "params": cost.params,
         "gflops_per_video": cost.gflops_per_video,
         "gflops_floor_per_video": cost.floor_gflops_per_video,
+        "gflops_per_video_released": cost.released_gflops_per_video,
+        "flops_convention": "exact",
         "num_classes": num_classes,
         "frames": cost.num_frames,
         "size": cost.size,
