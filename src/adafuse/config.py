@@ -122,6 +122,10 @@ class TrainConfig:
 
     flops_weight: float = opt(0.1, "lambda of the loss CE + lambda * G, G = batch-mean per-frame GFLOPs "
                                    "(released scripts: 0.125 SthV1, 0.075 SthV2; paper text 0.1)")
+    flops_convention: str = opt("exact", "how G counts the masks: exact (what the sparse executor runs), "
+                                         "released_real or released_upb (the released code's two formulas: "
+                                         "SthV1 scripts train with upb, SthV2 with real); logs say which",
+                                choices=("exact", "released_real", "released_upb"))
     flops_start_epoch: float = opt(0.0, "lambda is 0 before this epoch (lets a network trained from scratch learn "
                                         "features before the FLOPs term pushes the policy towards skipping)")
     flops_warmup_epochs: float = opt(0.0, "then ramp lambda linearly from 0 over this many epochs (0 = full at once)")

@@ -86,6 +86,7 @@ def predict_batches(
                 "scores": [float(x) for x in top_p[i]],
                 "correct": pred == label,
                 "gflops": float(sum(a["gflops"] for a in per_view)),
+                **{k: _sum_or_none([a[k] for a in per_view]) for k in ("gflops_released_real", "gflops_released_upb")},
                 "frame_gflops": _mean_lists([a["frame_gflops"] for a in per_view]),
                 "block_ratios": [_mean_lists(r) for r in zip(*[a["block_ratios"] for a in per_view], strict=True)],
                 "block_constant": _mean_lists([a["block_constant"] for a in per_view]),
@@ -99,6 +100,14 @@ def predict_batches(
                 record["view_frame_indices"] = frame_idx[i].tolist()
             records.append(record)
     return records, skipped
+
+
+def _sum_or_none(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else float(sum(values))
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    return None if not values or any(v is None for v in values) else sum(values) / len(values)
 
 
 def _mean_lists(lists: list[list[float]]) -> list[float]:
@@ -150,7 +159,11 @@ def summarize(
         "top1": top1,
         "top5": top5,
         "gflops_per_video": sum(r["gflops"] for r in records) / n,
+        "flops_convention": "exact",  # of gflops_per_video / gflops_static_per_video; the released ones follow
+        **{f"gflops_per_video_{c}": _mean_or_none([r.get(f"gflops_{c}") for r in records])
+           for c in ("released_real", "released_upb")},
         "gflops_static_per_video": cost.total * num_frames * views / 1e9,
+        "gflops_static_per_video_released": cost.released * num_frames * views / 1e9,
         "params": cost.params,
         "policy_ratios": policy,
         "block_ratios": block_ratios,

@@ -106,7 +106,7 @@ def _needs_unused_search(model: nn.Module, cfg: Config, cost: StaticCost) -> boo
         loss = probe(x).sum()
         masks = collect_masks(probe) if fusion_modules(probe) else []
         if masks:
-            loss = loss + loss_gflops(cost, masks, cfg.model.num_frames)
+            loss = loss + loss_gflops(cost, masks, cfg.model.num_frames, convention=cfg.train.flops_convention)
         loss.backward()
     return any(p.requires_grad and p.grad is None for p in probe.parameters())
 
@@ -286,10 +286,11 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         cfg = self.cfg
         log.info("run %s: %s, %d classes, %d train / %s val videos, %d steps/epoch x %d epochs, GFLOPs/video "
-                 "dense %.3f, params %.2fM, device %s x%d", self.run_dir, cfg.model.name, self.num_classes,
+                 "dense %.3f (exact), params %.2fM, device %s x%d; FLOPs loss convention %s", self.run_dir,
+                 cfg.model.name, self.num_classes,
                  len(self.train_set), len(self.val_set) if self.val_set is not None else 0, self.steps_per_epoch,
                  cfg.optim.epochs, self.cost.gflops_per_video, self.cost.params / 1e6, self.dist.device,
-                 self.dist.world_size)
+                 self.dist.world_size, cfg.train.flops_convention)
         with _Stop() as stop:
             while self.epoch < cfg.optim.epochs:
                 self._train_epoch(stop)
@@ -300,8 +301,10 @@ class Trainer:
                     self.last_val = metrics
                     self.logger.write({"kind": "val", "epoch": done, "step": self.global_step,
                                        **_scalar_view(metrics)}, self.global_step)
-                    log.info("epoch %d val: top1 %.2f%%  top5 %.2f%%  GFLOPs/video %.4f  policy(s/r/k) %s",
-                             done, metrics["top1"], metrics["top5"], metrics["gflops_per_video"],
+                    log.info("epoch %d val: top1 %.2f%%  top5 %.2f%%  GFLOPs/video %.4f (exact; released real %s, "
+                             "upb %s)  policy(s/r/k) %s", done, metrics["top1"], metrics["top5"],
+                             metrics["gflops_per_video"], _fmt_g(metrics.get("gflops_per_video_released_real")),
+                             _fmt_g(metrics.get("gflops_per_video_released_upb")),
                              _fmt_ratios(metrics["policy_ratios"]))
                     if self.best_top1 is None or metrics["top1"] > self.best_top1:
                         self.best_top1, self.best_metrics, is_best = metrics["top1"], metrics, True
@@ -349,9 +352,9 @@ class Trainer:
                   "top5": 100 * m.get("c5") / n, "lr": m.get("lr_last"), "lambda": m.get("lam_last"),
                   "skipped": int(m.get("skipped")), "seconds": time.time() - t_epoch}
         self.logger.write(record, self.global_step)
-        log.info("epoch %d train: loss %.4f (ce %.4f + flops %.4f G/frame)  top1 %.2f%%  GFLOPs/video %.4f  "
-                 "lr %.5f", self.epoch + 1, record["loss"], record["ce"], record["flops"], record["top1"],
-                 record["gflops_per_video"], record["lr"])
+        log.info("epoch %d train: loss %.4f (ce %.4f + flops %.4f G/frame, %s)  top1 %.2f%%  GFLOPs/video %.4f "
+                 "(exact)  lr %.5f", self.epoch + 1, record["loss"], record["ce"], record["flops"],
+                 cfg.train.flops_convention, record["top1"], record["gflops_per_video"], record["lr"])
 
     def _step(self, model: nn.Module, batch: dict[str, Any], lam: float, stop: _Stop) -> dict[str, float]:
         d, cfg = self.dist, self.cfg
@@ -364,12 +367,13 @@ class Trainer:
         ce = F.cross_entropy(logits, labels, label_smoothing=cfg.train.label_smoothing)
         if self.gated:
             masks = collect_masks(self.model)
-            g = loss_gflops(self.cost, masks, cfg.model.num_frames)
+            g = loss_gflops(self.cost, masks, cfg.model.num_frames, convention=cfg.train.flops_convention)
             with torch.no_grad():
                 video_gflops = dynamic_gflops(self.cost, [m.detach() for m in masks], cfg.model.num_frames).mean()
             loss = ce + lam * g
         else:
-            g = torch.tensor(self.cost.total / 1e9, device=d.device)
+            dense = self.cost.total if cfg.train.flops_convention == "exact" else self.cost.released
+            g = torch.tensor(dense / 1e9, device=d.device)
             video_gflops = g * cfg.model.num_frames
             loss = ce
         c1, c5 = topk_correct(logits.detach(), labels)
@@ -430,6 +434,10 @@ def _views(cfg: Config) -> int:
 def _scalar_view(metrics: dict[str, Any]) -> dict[str, Any]:
     keep = ("top1", "top5", "gflops_per_video", "ce", "num_videos", "policy_ratios", "block_ratios", "num_skipped")
     return {k: metrics[k] for k in keep if k in metrics}
+
+
+def _fmt_g(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _fmt_ratios(ratios: list[float] | None) -> str:
@@ -529,8 +537,10 @@ def evaluate_checkpoint(
     if dist_info.is_main:
         write_eval(out, records, metrics)
         (out / "config.yaml").write_text(cfg.to_yaml())
-        log.info("eval %s: %d videos, top1 %.2f%%, top5 %.2f%%, GFLOPs/video %.4f -> %s", checkpoint_path,
-                 metrics["num_videos"], metrics["top1"], metrics["top5"], metrics["gflops_per_video"], out)
+        log.info("eval %s: %d videos, top1 %.2f%%, top5 %.2f%%, GFLOPs/video %.4f (exact; released real %s, upb %s) "
+                 "-> %s", checkpoint_path, metrics["num_videos"], metrics["top1"], metrics["top5"],
+                 metrics["gflops_per_video"], _fmt_g(metrics.get("gflops_per_video_released_real")),
+                 _fmt_g(metrics.get("gflops_per_video_released_upb")), out)
     metrics = broadcast_object(metrics)
     barrier_safe()
     return metrics
