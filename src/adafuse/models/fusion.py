@@ -20,6 +20,7 @@ ACTIONS = ("skip", "reuse", "keep")
 DECISIONS = ("gumbel", "argmax", "sample")
 DEFAULT_TAU = 0.67
 DEFAULT_ACTION_COST = (0.0, 0.5, 1.0)  # relative cost of (skip, reuse, keep) for the budget shift
+RELEASED_PROB_FLOOR = 1e-8  # the released gate samples on log(clamp(softmax(logits), min=1e-8))
 
 
 def previous_frame(x: Tensor, num_frames: int) -> Tensor:
@@ -32,17 +33,27 @@ def previous_frame(x: Tensor, num_frames: int) -> Tensor:
     return out.reshape(x.shape)
 
 
+def gumbel_noise(like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Standard Gumbel noise of the shape, dtype and device of ``like``."""
+    u = torch.rand(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+    return -torch.log((-torch.log(u.clamp_min(1e-10))).clamp_min(1e-10))
+
+
 def hard_gumbel_softmax(
-    logits: Tensor, tau: float = DEFAULT_TAU, generator: torch.Generator | None = None
+    logits: Tensor, tau: float = DEFAULT_TAU, generator: torch.Generator | None = None,
+    prob_floor: float | None = None,
 ) -> Tensor:
     """One-hot sample over the last dim with straight-through gradients of the relaxed sample.
 
-    The noise is added to ``log_softmax(logits)``; forward value is exactly one-hot.
+    The noise is added to ``log_softmax(logits)``, or with ``prob_floor`` to ``log(clamp(softmax(logits),
+    prob_floor))`` (the released code's rule, :data:`RELEASED_PROB_FLOOR`: an action below that probability
+    is drawn as if it had it); forward value is exactly one-hot.
     """
-    log_p = F.log_softmax(logits, dim=-1)
-    u = torch.rand(log_p.shape, generator=generator, device=log_p.device, dtype=log_p.dtype)
-    gumbel = -torch.log((-torch.log(u.clamp_min(1e-10))).clamp_min(1e-10))
-    soft = F.softmax((log_p + gumbel) / tau, dim=-1)
+    if prob_floor is None:
+        log_p = F.log_softmax(logits, dim=-1)
+    else:
+        log_p = torch.log(F.softmax(logits, dim=-1).clamp(min=prob_floor))
+    soft = F.softmax((log_p + gumbel_noise(log_p, generator)) / tau, dim=-1)
     hard = F.one_hot(soft.argmax(dim=-1), soft.shape[-1]).to(soft.dtype)
     return hard - soft.detach() + soft
 
@@ -121,8 +132,9 @@ class AdaptiveFusion(nn.Module):
     (``learned = False``) returning a ready ``(N*T, C, 3)`` mask from ``(x, y, num_frames)``.
 
     Decision rule: hard Gumbel-softmax (straight-through, ``tau``) in training; at evaluation
-    ``decision="argmax"`` (default, deterministic) or ``"sample"`` (seeded Gumbel sampling, as the
-    released code does). An injected mask (:func:`inject_policy`) overrides everything.
+    ``decision="argmax"`` (default, deterministic) or ``"sample"`` (seeded Gumbel sampling on
+    ``log(clamp(softmax, 1e-8))``, as the released code does). An injected mask (:func:`inject_policy`)
+    overrides everything.
     After each forward ``last_mask`` holds the ``(N*T, C, 3)`` mask used.
 
     Compute budget (:mod:`adafuse.inference.budget`): with ``budget_shift = b != 0`` the learned policy's logits
@@ -185,7 +197,7 @@ class AdaptiveFusion(nn.Module):
             mask = hard_gumbel_softmax(logits, self.tau)
         elif self.decision == "sample":
             gen = self.generator if self.generator is not None and self.generator.device == logits.device else None
-            mask = hard_gumbel_softmax(logits, self.tau, generator=gen)
+            mask = hard_gumbel_softmax(logits, self.tau, generator=gen, prob_floor=RELEASED_PROB_FLOOR)
         else:
             mask = one_hot_argmax(logits)
         return (mask @ self.select).to(y.dtype)
