@@ -75,6 +75,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     rows = [bench_model(m, args.batch, args.frames, args.size, args.repeats, args.device) for m in args.models]
+    print("GFLOPs/video: dense count, exact convention")
     print(f"{'model':<24} {'blocks':>6} {'GFLOPs/video':>12} {'static count (s)':>16} "
           f"{'dynamic fwd+bwd (ms)':>20}")
     for r in rows:

@@ -176,3 +176,82 @@ def test_tsn_tsm_from_file_name_and_errors(tmp_path, clip):
         convert_state_dict(wrong, converted)
     with pytest.raises(ValueError, match="no policy_net"):
         inspect_released({k: v for k, v in released.items() if "policy_net" not in k})
+
+
+# ------------------------------------------------------------------------------------------- BN-Inception
+
+
+def to_released_bninception(model) -> dict[str, torch.Tensor]:
+    """Our BN-Inception state dict -> the released layout: the port's names under ``module.base_model.``
+    (``inception_3a_1x1``), gates ``policy_net_3a.gate_*``, classifier ``new_fc`` (the inverse mapping)."""
+    policies = {name: m.policy for name, m in model.named_modules() if isinstance(m, AdaptiveFusion)}
+    out = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("head.fc."):
+            out["module.new_fc." + key.removeprefix("head.fc.")] = value
+            continue
+        rest = key.removeprefix("backbone.")
+        if ".fusion.policy." in rest:
+            module, tail = rest.split(".fusion.policy.")
+            layer, param = tail.split(".")
+            if layer == "fc1":
+                value = ours_gate_rows_to_released(value, policies[f"backbone.{module}.fusion"].channels)
+            out[f"module.base_model.policy_net_{module.removeprefix('inception_')}.gate_{layer}.{param}"] = value
+            continue
+        if rest.startswith("inception_"):
+            head, tail = rest.split(".", 1)
+            rest = f"{head}_{tail}"
+        out["module.base_model." + rest] = value
+    return out
+
+
+@pytest.mark.parametrize("arch", ["adafuse_tsn_bninception", "tsn_bninception"])
+def test_bninception_round_trip(arch, tmp_path, clip):
+    torch.manual_seed(0)
+    ours = build_model(arch, num_classes=7, num_frames=T)
+    randomize(ours, seed=7)
+    released = to_released_bninception(ours)
+    assert "module.base_model.inception_3a_1x1.weight" in released and "module.new_fc.bias" in released
+    gated = arch.startswith("adafuse")
+    assert ("module.base_model.policy_net_5b.gate_fc1.weight" in released) == gated
+    # some copies of the port store BatchNorm tensors as (1, C)
+    key = "module.base_model.inception_4a_pool_proj_bn.running_var"
+    released[key] = released[key].unsqueeze(0)
+    src = tmp_path / "sthv1_bninc.pth.tar"
+    torch.save({"state_dict": released}, src)
+    converted, report = convert_released_checkpoint(src, num_frames=T)
+    assert report.arch == converted.arch == arch and report.num_classes == 7
+    assert len(report.gated_blocks) == (10 if gated else 0)
+    if gated:
+        assert set(report.policy_hidden.values()) == {128} and converted.build_config["policy_hidden"] is None
+    if gated:
+        assert_same_model(ours, converted, clip)
+    else:
+        a, b = ours.state_dict(), converted.state_dict()
+        assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+        ours.eval()
+        with torch.no_grad():
+            assert torch.equal(ours(clip), converted(clip))
+    dst = tmp_path / "converted.pt"
+    assert cli_main(["convert", str(src), "--out", str(dst), "--num-frames", str(T)]) == 0
+    loaded, payload = model_from_checkpoint(dst)
+    assert payload["arch"] == arch and payload["input_spec"]["bgr"]
+    assert all(torch.equal(v, converted.state_dict()[k]) for k, v in loaded.state_dict().items())
+
+
+def test_bninception_errors():
+    torch.manual_seed(0)
+    ours = build_model("adafuse_tsn_bninception", num_classes=3, num_frames=T, policy_hidden=16)
+    released = to_released_bninception(ours)
+    converted, report = convert_released_checkpoint(released, num_frames=T)
+    assert converted.build_config["policy_hidden"] == 16 and report.policy_hidden["inception_4e"] == 16
+    with pytest.raises(ValueError, match="does not match the checkpoint"):
+        convert_released_checkpoint(released, arch="tsn_bninception")
+    with pytest.raises(ValueError, match="gates inception modules"):
+        convert_released_checkpoint({k: v for k, v in released.items() if "policy_net_3c." not in k})
+    lacking = {k: v for k, v in released.items() if "inception_5a_3x3_bn." not in k}
+    with pytest.raises(ValueError, match="lacks 4 tensors.*backbone.inception_5a.3x3_bn.weight"):
+        convert_released_checkpoint(lacking)
+    extra = dict(released, **{"module.base_model.fc.weight": torch.zeros(3, 1024)})
+    with pytest.raises(ValueError, match="no place.*base_model.fc.weight"):
+        convert_released_checkpoint(extra)

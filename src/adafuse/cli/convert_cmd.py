@@ -11,10 +11,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="convert a released AdaFuse checkpoint (DataParallel state dict) into an adafuse checkpoint",
         description=(
             "Read a checkpoint of the authors' released code (sthv1_adatsn50.pth.tar, sthv1_adatsm50.pth.tar,\n"
-            "sthv1_adatsm50last.pth.tar) and write an adafuse checkpoint (arch, build_config, input_spec, weights)\n"
-            "that `adafuse eval` / `adafuse predict` read directly. The architecture is inferred from the weights;\n"
-            "TSN and TSM have identical weights, so for those the file name must contain 'tsn' or 'tsm', or pass\n"
-            "--arch. The file is read with torch.load(weights_only=True): no code in it runs."
+            "sthv1_adatsm50last.pth.tar, or a BN-Inception AdaFuse / TSN checkpoint of that code) and write an\n"
+            "adafuse checkpoint (arch, build_config, input_spec, weights) that `adafuse eval` / `adafuse predict`\n"
+            "read directly. The architecture is inferred from the weights; TSN and TSM ResNets have identical\n"
+            "weights, so for those the file name must contain 'tsn' or 'tsm', or pass --arch. The file is read\n"
+            "with torch.load(weights_only=True): no code in it runs."
         ),
         epilog="examples:\n  adafuse convert sthv1_adatsm50last.pth.tar --out adatsm50last.pt\n"
                "  adafuse convert model_best.pth.tar --out adatsn50.pt --arch adafuse_tsn_r50",
@@ -23,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("src", metavar="SRC", help="released checkpoint file")
     p.add_argument("--out", required=True, metavar="DST", help="adafuse checkpoint to write (.pt)")
     p.add_argument("--arch", default=None, metavar="NAME",
-                   help="adafuse_tsn_r50 | adafuse_tsm_r50 | adafuse_tsm_last_r50 (default: inferred)")
+                   help="adafuse_tsn_r50 | adafuse_tsm_r50 | adafuse_tsm_last_r50 | adafuse_tsn_bninception | "
+                        "tsn_bninception (default: inferred)")
     p.add_argument("--num-frames", type=int, default=8, metavar="T",
                    help="frames per clip the model is set up for (default: %(default)s, as released)")
     p.set_defaults(func=run)

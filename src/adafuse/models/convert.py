@@ -25,6 +25,13 @@ comes from ``arch=`` or, failing that, from the file name (the released files ar
 from the ``gate_fc0`` shapes (quota widths with shared layers -> our default quota rule; one width for every
 block, unshared -> ``policy_hidden``).
 
+BN-Inception (AdaFuse-BN-Inception and plain TSN-BN-Inception). The backbone under ``base_model.`` carries
+the names of the widely used PyTorch port (``conv1_7x7_s2``, ``inception_3a_1x1``, ``inception_3a_1x1_bn``,
+...; ours: ``inception_3a.1x1``); the gate of inception module ``3a`` is ``base_model.policy_net_3a.gate_fc0``
+/ ``.gate_bn`` / ``.gate_fc1`` (unshared, the same channel-major (skip, reuse, keep) layout), gating the
+module's concatenated output; the classifier is ``new_fc``. A checkpoint with ``policy_net_*`` keys converts
+to ``adafuse_tsn_bninception``, one without to ``tsn_bninception``.
+
 Evaluation: the released code samples its Gumbel policy even at test time; our default is argmax. Use
 ``set_decision(model, "sample", seed)`` to mimic it (the exact draws cannot be replayed).
 """
@@ -108,6 +115,31 @@ def ours_gate_rows_to_released(
 
 # ------------------------------------------------------------------------------------------- key mapping
 
+_BNINC_GATE = re.compile(r"^base_model\.policy_net_(\w+?)\.gate_(fc0|bn|fc1)\.(.+)$")
+_BNINC_MARKERS = ("base_model.conv1_7x7_s2.", "base_model.inception_3a_")
+
+
+def is_released_bninception(sd: Mapping[str, Any]) -> bool:
+    """True for a released BN-Inception state dict (``module.`` stripped): the port's stem/module names."""
+    return any(key.startswith(_BNINC_MARKERS) for key in sd)
+
+
+def released_bninception_key_to_ours(key: str, value: Tensor) -> tuple[str, Tensor] | None:
+    """Our key (and value: the port's ``(1, C)`` BatchNorm tensors squeezed) for a released BN-Inception key;
+    ``None`` if it has no place."""
+    from adafuse.models.bninception import convert_port_state_dict
+
+    if key.startswith("new_fc."):
+        return "head.fc." + key[len("new_fc."):], value
+    m = _BNINC_GATE.match(key)
+    if m:
+        module, layer, param = m.groups()
+        return f"backbone.inception_{module}.fusion.policy.{layer}.{param}", value
+    if not key.startswith("base_model."):
+        return None
+    ((rest, value),) = convert_port_state_dict({key[len("base_model."):]: value}).items()
+    return "backbone." + rest, value
+
 
 def released_key_to_ours(key: str) -> str | None:
     """Our state-dict key for a released key (``module.`` already stripped); ``None`` if it has no place."""
@@ -148,6 +180,7 @@ def convert_state_dict(sd: Mapping[str, Any], model: nn.Module) -> dict[str, Ten
     source = unwrap_state_dict(sd, "released checkpoint")
     target = model.state_dict()
     policies = _policy_modules(model)
+    bninception = is_released_bninception(source)
     out: dict[str, Tensor] = {}
     origin: dict[str, str] = {}
     shared: dict[tuple[str, str, str], tuple[str, Tensor]] = {}
@@ -158,7 +191,11 @@ def convert_state_dict(sd: Mapping[str, Any], model: nn.Module) -> dict[str, Ten
             fc, in_dim, out_dim, param = m.groups()
             shared[(fc, f"{in_dim}_{out_dim}", param)] = (key, value)
             continue
-        new = released_key_to_ours(key)
+        if bninception:
+            mapped = released_bninception_key_to_ours(key, value)
+            new, value = mapped if mapped is not None else (None, value)
+        else:
+            new = released_key_to_ours(key)
         if new is None or new not in target:
             unexpected.append(key)
             continue
@@ -349,6 +386,66 @@ class ConvertReport:
                 f"{self.tensors} tensors")
 
 
+def _convert_bninception(
+    sd: dict[str, Tensor], arch: str | None, num_frames: int, dropout: float, source: str
+) -> tuple[VideoRecognizer, ConvertReport]:
+    """The BN-Inception branch of :func:`convert_released_checkpoint`."""
+    from adafuse.models.bninception import BNINCEPTION_POLICY_HIDDEN, INCEPTION_MODULES, module_out_channels
+
+    if "new_fc.weight" not in sd:
+        raise ValueError("released BN-Inception checkpoint has no new_fc.weight (classifier); first keys: "
+                         f"{_listing(sorted(sd), 8)}")
+    found = {m.group(1) for k in sd if (m := _BNINC_GATE.match(k))}
+    unknown = sorted(found - set(INCEPTION_MODULES))
+    if unknown:
+        raise ValueError(f"released checkpoint has gates for unknown inception modules {unknown}")
+    gated = [name for name in INCEPTION_MODULES if name in found]
+    inferred = "adafuse_tsn_bninception" if gated else "tsn_bninception"
+    if arch is None:
+        arch = inferred
+    if arch not in MODELS:
+        raise KeyError(f"unknown model {arch!r}; known models: {', '.join(sorted(MODELS))}")
+    if arch != inferred:
+        raise ValueError(f"arch {arch!r} does not match the checkpoint, a BN-Inception "
+                         f"{'with a policy per inception module' if gated else 'without policy'} ({inferred})")
+    if gated and gated != list(INCEPTION_MODULES):
+        raise ValueError(f"released checkpoint gates inception modules {gated}; our AdaFuse-BN-Inception gates "
+                         f"every one of {list(INCEPTION_MODULES)}")
+    hidden: dict[str, int] = {}
+    for name in gated:
+        in_channels, branches = INCEPTION_MODULES[name]
+        channels = module_out_channels(in_channels, branches)
+        gate = f"base_model.policy_net_{name}"
+        if f"{gate}.gate_fc0.weight" not in sd or f"{gate}.gate_fc1.weight" not in sd:
+            raise ValueError(f"released checkpoint lacks {gate}.gate_fc0.weight or {gate}.gate_fc1.weight")
+        fc0, fc1 = sd[f"{gate}.gate_fc0.weight"], sd[f"{gate}.gate_fc1.weight"]
+        if fc0.shape[1] != 2 * in_channels or fc1.shape[0] != len(RELEASED_ACTIONS) * channels:
+            raise ValueError(f"released gate of inception_{name} maps {fc0.shape[1]} -> {fc1.shape[0]} features; "
+                             f"expected {2 * in_channels} (history: 2*C_in) -> {3 * channels} (3 actions x C)")
+        hidden[f"inception_{name}"] = int(fc0.shape[0])
+    widths = set(hidden.values())
+    if len(widths) > 1:
+        raise ValueError(f"released gates have several widths {hidden}; our models use one width")
+    width = widths.pop() if widths else None
+    kwargs: dict[str, Any] = {}
+    if gated:
+        kwargs["policy_hidden"] = None if width == BNINCEPTION_POLICY_HIDDEN else width
+    num_classes = int(sd["new_fc.weight"].shape[0])
+    model = MODELS[arch](num_classes=num_classes, num_frames=num_frames, dropout=dropout, **kwargs)
+    model.arch = arch
+    converted = convert_state_dict(sd, model)
+    model.load_state_dict(converted, strict=True)
+    model.eval()
+    notes = ["input: BGR 0-255 minus (104, 117, 128), as the released BN-Inception (the checkpoint's "
+             "input_spec says so)"]
+    if gated:
+        notes.insert(0, "the released code samples the Gumbel policy at evaluation; ours defaults to argmax "
+                        "(set_decision(model, 'sample', seed) to sample)")
+    report = ConvertReport(source, arch, dict(model.build_config), num_classes, [f"inception_{g}" for g in gated],
+                           hidden, False, len(converted), notes)
+    return model, report
+
+
 def convert_released_checkpoint(
     src: str | os.PathLike | Mapping[str, Any],
     arch: str | None = None,
@@ -358,15 +455,18 @@ def convert_released_checkpoint(
 ) -> tuple[VideoRecognizer, ConvertReport]:
     """Build our model from a released AdaFuse checkpoint (a file path or its loaded state dict).
 
-    ``arch``: ``adafuse_tsn_r50`` / ``adafuse_tsm_r50`` / ``adafuse_tsm_last_r50`` (or another depth); ``None``
-    infers it (see the module docstring; TSN vs TSM needs ``arch`` or a file name / ``name_hint`` saying
-    "tsn"/"tsm"). Returns the model (eval mode, weights loaded strictly) and a :class:`ConvertReport`.
+    ``arch``: ``adafuse_tsn_r50`` / ``adafuse_tsm_r50`` / ``adafuse_tsm_last_r50`` (or another depth),
+    ``adafuse_tsn_bninception`` / ``tsn_bninception``; ``None`` infers it (see the module docstring; TSN vs TSM
+    needs ``arch`` or a file name / ``name_hint`` saying "tsn"/"tsm"). Returns the model (eval mode, weights
+    loaded strictly) and a :class:`ConvertReport`.
     """
     if isinstance(src, Mapping):
         sd, source = unwrap_state_dict(src, "released checkpoint"), name_hint or "<state dict>"
     else:
         sd, source = read_state_dict(src), str(src)
         name_hint = name_hint or Path(src).name
+    if is_released_bninception(sd):
+        return _convert_bninception(sd, arch, num_frames, dropout, source)
     layout = inspect_released(sd)
     arch = _resolve_arch(layout, arch, name_hint)
     hidden = _policy_hidden(layout, arch)
