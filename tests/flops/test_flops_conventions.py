@@ -133,3 +133,41 @@ def test_bninception_producer_groups_and_released_dense_count():
     global_pool = cost.modules["backbone.global_pool"]
     expected = cost.total - sum(v * 9 / 10 for v in pools3) - (global_pool - 1024)
     assert cost.released == pytest.approx(expected, rel=1e-12) and cost.released < cost.total
+
+
+def released_savings_form(cost: StaticCost, masks: list[torch.Tensor], t: int) -> tuple[float, float]:
+    """The released code's (real, upb) written as it states them: the dense per-frame count minus savings,
+    each saving a batch mean. Per block: conv1 saved where ``(1 - k[t]) (1 - r[t+1])`` (last frame: ``1 -
+    k[T-2]``), averaged per producer branch; conv2 saved where skipped."""
+    real = upb = cost.released / G
+    for b, m in zip(cost.blocks, masks, strict=True):
+        v = m.reshape(-1, t, m.shape[1], 3)
+        s, r, k = v[..., S], v[..., R], v[..., K]
+        upsave = torch.empty_like(k)
+        upsave[:, :-1] = (1 - k[:, :-1]) * (1 - r[:, 1:])
+        upsave[:, -1] = 1 - k[:, -2]
+        per_channel = upsave.mean(dim=(0, 1))
+        start, up = 0, 0.0
+        for width, f1 in b.groups:
+            up += float(per_channel[start:start + width].mean()) * f1 / G
+            start += width
+        down = float(s.mean()) * b.f2 / G
+        real -= up + down
+        upb -= down
+    return real, upb
+
+
+@pytest.mark.parametrize("arch,size", [("adafuse_tsn_r18", 32), ("adafuse_tsn_bninception", 64)])
+def test_released_conventions_equal_the_savings_form(arch, size):
+    """Two formulations agree on a real network with random masks: our per-frame usage form (what the loss
+    differentiates) and the released code's 'dense minus batch-mean savings' form."""
+    t, n = 4, 3
+    model = build_model(arch, num_classes=5, num_frames=t)
+    cost = static_cost(model, size)
+    gen = torch.Generator().manual_seed(0)
+    masks = [torch.nn.functional.one_hot(torch.randint(0, 3, (n * t, b.channels), generator=gen), 3).float()
+             for b in cost.blocks]
+    real, upb = released_savings_form(cost, masks, t)
+    assert loss_gflops(cost, masks, t, convention="released_real").item() == pytest.approx(real, rel=1e-5)
+    assert loss_gflops(cost, masks, t, convention="released_upb").item() == pytest.approx(upb, rel=1e-5)
+    assert loss_gflops(cost, masks, t).item() != pytest.approx(real, rel=1e-5)
