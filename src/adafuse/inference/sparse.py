@@ -28,20 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adafuse.inference.accounting import Meter, StepReport
-from adafuse.inference.folding import FoldedConv
-from adafuse.inference.stages import (
-    Clip,
-    ConvStage,
-    Gate,
-    InceptionStage,
-    MBConvStage,
-    ResidualStage,
-    Stage,
-    StepContext,
-    _conv_bn_act,
-    as_batch,
-    densify,
-)
+from adafuse.inference.stages import Clip, Gate, Stage, StepContext, as_batch, densify, stage_builder
 from adafuse.models.fusion import AdaptiveFusion, fusion_modules
 from adafuse.models.temporal import AverageConsensusHead, TemporalShift
 
@@ -132,40 +119,15 @@ class SparseExecutor:
         return gate
 
     def _compile(self, backbone: nn.Module) -> list[Stage]:
-        from adafuse.models.bninception import BNInception
-        from adafuse.models.efficientnet import EfficientNet
-        from adafuse.models.resnet import ResNet
+        """The backbone's stages, from the builder its family registered (:mod:`adafuse.inference.stages`)."""
+        builder = stage_builder(backbone)
+        if builder is None:
+            from adafuse.inference.stages import STAGE_BUILDERS
 
-        if isinstance(backbone, ResNet):
-            stages: list[Stage] = [ConvStage([FoldedConv(backbone.conv1, backbone.bn1, "relu", "backbone.conv1"),
-                                              backbone.maxpool])]
-            for s in range(1, 5):
-                for i, block in enumerate(getattr(backbone, f"layer{s}")):
-                    name = f"backbone.layer{s}.{i}"
-                    stages.append(ResidualStage(block, name, self._gate(block.fusion, name)))
-            return stages
-        if isinstance(backbone, BNInception):
-            b = backbone
-            stages = [ConvStage([
-                FoldedConv(b.conv1_7x7_s2, b.conv1_7x7_s2_bn, "relu", "backbone.conv1_7x7_s2"), b.pool1_3x3_s2,
-                FoldedConv(b.conv2_3x3_reduce, b.conv2_3x3_reduce_bn, "relu", "backbone.conv2_3x3_reduce"),
-                FoldedConv(b.conv2_3x3, b.conv2_3x3_bn, "relu", "backbone.conv2_3x3"), b.pool2_3x3_s2,
-            ])]
-            for name in b.module_names:
-                module = b._modules[name]
-                stages.append(InceptionStage(module, f"backbone.{name}", self._gate(module.fusion, f"backbone.{name}")))
-            return stages
-        if isinstance(backbone, EfficientNet):
-            feats = backbone.features
-            stages = [ConvStage([_conv_bn_act(feats[0], "backbone.features.0")])]
-            for s in range(1, len(feats) - 1):
-                for i, block in enumerate(feats[s]):
-                    name = f"backbone.features.{s}.{i}"
-                    stages.append(MBConvStage(block, name, self._gate(block.fusion, name)))
-            stages.append(ConvStage([_conv_bn_act(feats[-1], f"backbone.features.{len(feats) - 1}")]))
-            return stages
-        raise StreamingNotSupportedError(f"backbone {type(backbone).__name__} is not supported by the sparse executor "
-                                         "(supported: ResNet, BNInception, EfficientNet)")
+            known = ", ".join(sorted(t.__name__ for t in STAGE_BUILDERS))
+            raise StreamingNotSupportedError(f"backbone {type(backbone).__name__} is not supported by the sparse "
+                                             f"executor (supported: {known}; see adafuse.inference.stages)")
+        return builder(backbone, self._gate)
 
     # -------------------------------------------------------------------------------------------- run
 

@@ -1,13 +1,10 @@
-"""Streaming stages of the sparse executor: one frame ``(1, C, H, W)`` at a time, BN folded.
+"""What every backbone family's stages share: the gate bookkeeping, the stage interface, the registry.
 
 A :class:`Gate` holds the keep/reuse/skip bookkeeping of one gated tensor (one ``AdaptiveFusion``) across
-frames; the stages below run the layers around it:
-
-* :class:`ResidualStage` -- ResNet ``BasicBlock``/``Bottleneck``: producer ``conv1``, consumer ``conv2``;
-* :class:`MBConvStage` -- EfficientNet MBConv: producer the expansion conv, consumer the depthwise conv;
-* :class:`InceptionStage` -- BN-Inception module: producers the last conv of each branch (a pool-only
-  branch passes channels through), consumers the first convs of the *next* module, so a gated module hands
-  a :class:`Compact` tensor (only its non-skipped channels) to the next stage.
+frames; a :class:`Stage` runs the layers of one block around its gate, on one frame ``(1, C, H, W)``
+(:meth:`Stage.step`) or on the ``T`` frames of a clip layer by layer (:meth:`Stage.step_clip`). Each backbone
+family has its own module in this package with a stage builder registered for its backbone class by
+:func:`register_stages`.
 
 At frame ``t`` a gate computes only the kept channels (``keep[t]``), takes reused channels from the cached
 output of ``t-1`` when ``t-1`` kept them, and otherwise computes them now from the cached producer input of
@@ -314,215 +311,27 @@ def run_pool(pool: nn.Module, x: Tensor, meter: Meter, full_channels: int | None
     return y
 
 
-class ResidualStage(Stage):
-    """ResNet BasicBlock/Bottleneck: ``conv1 (+bn1, relu) -> [gate] -> conv2 (+bn2[, relu]) [-> conv3 (+bn3)]
-    -> + shortcut -> relu``. Producer ``conv1``, consumer ``conv2``; conv3 and the shortcut are fixed."""
-
-    def __init__(self, block: nn.Module, name: str, gate: Gate | None) -> None:
-        if getattr(block, "shift", None) is not None:
-            raise ValueError(f"{name}: a TSM block cannot be streamed (its shift reads frame t+1)")
-        bottleneck = hasattr(block, "conv3")
-        self.conv1 = FoldedConv(block.conv1, block.bn1, "relu", f"{name}.conv1")
-        self.conv2 = FoldedConv(block.conv2, block.bn2, "relu" if bottleneck else None, f"{name}.conv2")
-        self.conv3 = FoldedConv(block.conv3, block.bn3, None, f"{name}.conv3") if bottleneck else None
-        ds = block.downsample
-        self.downsample = FoldedConv(ds[0], ds[1], None, f"{name}.downsample.0") if ds is not None else None
-        self.gate = gate
-        self.gates = (gate,) if gate is not None else ()
-
-    def _produce(self, x: Tensor, idx: Tensor | None, lazy: bool, ctx: StepContext) -> Tensor:
-        role = (self.gate.index, "f1_prev" if lazy else "f1")
-        return self.conv1.run(x, ctx.meter, role, out_idx=idx, nominal=not lazy)
-
-    def step(self, x: Feature, ctx: StepContext) -> Tensor:
-        x = densify(x)
-        identity = self.downsample.run(x, ctx.meter) if self.downsample is not None else x
-        if self.gate is None:
-            out = self.conv2.run(self.conv1.run(x, ctx.meter), ctx.meter)
-        else:
-            actions = self.gate.decide(lambda: x.mean(dim=(2, 3)), ctx)
-            u, order = self.gate.fuse(actions, self._produce, x, ctx)
-            out = self.conv2.run(u, ctx.meter, (self.gate.index, "f2"), in_idx=order)
-        if self.conv3 is not None:
-            out = self.conv3.run(out, ctx.meter)
-        return out.add_(identity).relu_()
-
-    def step_clip(self, xs: Clip, ctxs: Sequence[StepContext]) -> Tensor:
-        """All frames at once: shortcut, conv3 and the policy MLP batched over the ``T`` frames; the gated
-        conv1/conv2 (a different channel subset per frame) frame by frame, in order."""
-        x, meters = as_batch(xs), [c.meter for c in ctxs]
-        identity = self.downsample.run_batch(x, meters) if self.downsample is not None else x
-        if self.gate is None:
-            out = self.conv2.run_batch(self.conv1.run_batch(x, meters), meters)
-        else:
-            actions = self.gate.decide_clip(x.mean(dim=(2, 3)), ctxs)
-            outs = []
-            last = len(ctxs) - 1
-            for t, ctx in enumerate(ctxs):
-                ahead, ahead_ctx = (actions[t + 1], ctxs[t + 1]) if t < last else (None, None)
-                u, order = self.gate.fuse(actions[t], self._produce, x[t:t + 1], ctx, ahead, ahead_ctx)
-                outs.append(self.conv2.run(u, ctx.meter, (self.gate.index, "f2"), in_idx=order))
-            out = torch.cat(outs, dim=0)
-            if self.gate.prev_src is not None:  # own copy: a view would keep the whole batch alive
-                self.gate.prev_src = self.gate.prev_src.clone()
-        if self.conv3 is not None:
-            out = self.conv3.run_batch(out, meters)
-        return out.add_(identity).relu_()
+# Builds the stages of a backbone. ``gate(fusion, name)`` makes the Gate of a block's fusion module (None for
+# an ungated block); the builder calls it once per fusion module, in the model's module order.
+GateFactory = Callable[[AdaptiveFusion | None, str], "Gate | None"]
+StageBuilder = Callable[[nn.Module, GateFactory], list[Stage]]
+STAGE_BUILDERS: dict[type, StageBuilder] = {}
 
 
-def _conv_bn_act(seq: nn.Sequential, name: str) -> FoldedConv:
-    """Fold an EfficientNet ``ConvBNAct`` (children conv, BN[, SiLU])."""
-    if len(seq) == 3 and not isinstance(seq[2], nn.SiLU):
-        raise NotImplementedError(f"{name}: activation {type(seq[2]).__name__} is not supported (SiLU only)")
-    return FoldedConv(seq[0], seq[1], "silu" if len(seq) == 3 else None, f"{name}.0")
+def register_stages(backbone_type: type) -> Callable[[StageBuilder], StageBuilder]:
+    """Decorator: ``builder(backbone, gate) -> stages`` compiles backbones of ``backbone_type`` (and its
+    subclasses) for the sparse executor."""
+
+    def deco(builder: StageBuilder) -> StageBuilder:
+        STAGE_BUILDERS[backbone_type] = builder
+        return builder
+
+    return deco
 
 
-class MBConvStage(Stage):
-    """EfficientNet MBConv: ``[expand] -> [gate] -> depthwise -> SE -> project [+ x]``. Producer the expansion
-    conv, consumer the depthwise conv; a skipped channel's depthwise output is the constant ``silu(bias)``
-    (conv of zeros), so it is filled in without being computed. SE and project run on all channels."""
-
-    def __init__(self, block: nn.Module, name: str, gate: Gate | None) -> None:
-        self.expand = _conv_bn_act(block.expand, f"{name}.block.0") if block.expand is not None else None
-        nb = len(block.block)
-        self.depthwise = _conv_bn_act(block.depthwise, f"{name}.block.{nb - 3}")
-        se = block.se
-        if not isinstance(se.activation, nn.SiLU) or not isinstance(se.scale_activation, nn.Sigmoid):
-            raise NotImplementedError(f"{name}: squeeze-excitation activations must be SiLU and Sigmoid")
-        self.se_fc1 = FoldedConv(se.fc1, None, "silu", f"{name}.block.{nb - 2}.fc1")
-        self.se_fc2 = FoldedConv(se.fc2, None, "sigmoid", f"{name}.block.{nb - 2}.fc2")
-        self.project = _conv_bn_act(block.project, f"{name}.block.{nb - 1}")
-        self.residual = bool(block.use_res_connect)
-        self.gate = gate
-        self.gates = (gate,) if gate is not None else ()
-        self.dw_const = F.silu(self.depthwise.bias).view(1, -1, 1, 1)
-
-    def _produce(self, x: Tensor, idx: Tensor | None, lazy: bool, ctx: StepContext) -> Tensor:
-        role = (self.gate.index, "f1_prev" if lazy else "f1")
-        return self.expand.run(x, ctx.meter, role, out_idx=idx, nominal=not lazy)
-
-    def step(self, x: Feature, ctx: StepContext) -> Tensor:
-        x = densify(x)
-        meter = ctx.meter
-        if self.gate is None:
-            h = self.expand.run(x, meter) if self.expand is not None else x
-            d = self.depthwise.run(h, meter)
-        else:
-            actions = self.gate.decide(lambda: x.mean(dim=(2, 3)), ctx)
-            u, order = self.gate.fuse(actions, self._produce, x, ctx)
-            if order is None:
-                d = self.depthwise.run(u, meter, (self.gate.index, "f2"))
-            else:
-                part = self.depthwise.run(u, meter, (self.gate.index, "f2"), out_idx=order)
-                d = part.new_empty(1, self.depthwise.out_channels, part.shape[2], part.shape[3])
-                d.copy_(self.dw_const.expand_as(d)).index_copy_(1, order, part)  # a fresh tensor: mul_ below
-        s = d.mean(dim=(2, 3), keepdim=True)
-        meter.fixed((d.shape[2] * d.shape[3] + 1) * d.shape[1])  # the SE's adaptive average pool
-        s = self.se_fc2.run(self.se_fc1.run(s, meter), meter)
-        out = self.project.run(d.mul_(s), meter)
-        return out.add_(x) if self.residual else out
-
-
-class InceptionStage(Stage):
-    """BN-Inception module: parallel branches concatenated on channels, optionally gated.
-
-    Reads a :class:`Compact` input (the previous module's non-skipped channels) directly: the first conv of a
-    branch uses only those input channels, a pooling works channel by channel on them. With a gate, each
-    branch's last conv computes only the channels the gate asks for, and the module hands a :class:`Compact`
-    to the next stage. (A conv that is both the first and the last of its branch -- ``1x1``, ``pool_proj`` --
-    is sliced on both sides; its work is attributed to this module's ``f1``.)
-    """
-
-    def __init__(self, module: nn.Module, name: str, gate: Gate | None) -> None:
-        self.gate = gate
-        self.gates = (gate,) if gate is not None else ()
-        self.in_channels = module.in_channels
-        self.out_channels = module.out_channels
-        self.branches: list[list[FoldedConv | nn.Module]] = []
-        ranges, start = [], 0
-        for names in module.branches:
-            ops: list[FoldedConv | nn.Module] = []
-            width = self.in_channels
-            for n in names:
-                layer = module._modules[n]
-                if isinstance(layer, nn.Conv2d):
-                    ops.append(FoldedConv(layer, module._modules[f"{n}_bn"], "relu", f"{name}.{n}"))
-                    width = layer.out_channels
-                else:
-                    ops.append(layer)
-            self.branches.append(ops)
-            ranges.append((start, start + width))
-            start += width
-        if start != self.out_channels:
-            raise ValueError(f"{name}: branch widths sum to {start}, module says {self.out_channels}")
-        self.ranges = ranges
-        self.bounds = torch.tensor([lo for lo, _ in ranges[1:]], dtype=torch.long)
-
-    def _run_layer(self, op: FoldedConv | nn.Module, h: Tensor, h_order: Tensor | None, in_gate: int | None,
-                   ctx: StepContext) -> tuple[Tensor, Tensor | None]:
-        """One non-final layer of a branch on a possibly compact input; returns the output and its order."""
-        if isinstance(op, FoldedConv):
-            role = (in_gate, "f2") if h_order is not None else None
-            return op.run(h, ctx.meter, role, in_idx=h_order), None
-        return run_pool(op, h, ctx.meter, self.in_channels if h_order is not None else None), h_order
-
-    def _last(self, b: int, src: tuple[Tensor, Tensor | None], local: Tensor | None, lazy: bool,
-              ctx: StepContext) -> Tensor:
-        """Channels ``local`` (branch-local ids, None = all) of branch ``b``'s output from its last layer's
-        input ``src = (h, order)``."""
-        op = self.branches[b][-1]
-        h, h_order = src
-        if isinstance(op, FoldedConv):
-            role = (self.gate.index, "f1_prev" if lazy else "f1") if self.gate is not None else None
-            return op.run(h, ctx.meter, role, out_idx=local, in_idx=h_order, nominal=not lazy)
-        # pass-through branch: channels = the input's; recomputing them for the previous frame charges nothing
-        if not lazy:
-            pooled = run_pool(op, h, ctx.meter)
-        else:
-            pooled = max_pool(op, h) if isinstance(op, nn.MaxPool2d) else op(h)
-        if h_order is not None:
-            pooled = densify(Compact(pooled, h_order, self.in_channels, -1))
-        return pooled if local is None else pooled.index_select(1, local)
-
-    def _produce(self, srcs: list[tuple[Tensor, Tensor | None]], idx: Tensor | None, lazy: bool,
-                 ctx: StepContext) -> Tensor:
-        if idx is None:
-            return torch.cat([self._last(b, s, None, lazy, ctx) for b, s in enumerate(srcs)], dim=1)
-        cuts = [0, *torch.searchsorted(idx, self.bounds).tolist(), idx.numel()]
-        pieces = []
-        for b, src in enumerate(srcs):
-            lo, hi = cuts[b], cuts[b + 1]
-            if hi > lo:
-                pieces.append(self._last(b, src, idx[lo:hi] - self.ranges[b][0], lazy, ctx))
-            elif not lazy and isinstance(self.branches[b][-1], FoldedConv):
-                self._last(b, src, idx[:0], lazy, ctx)  # charges the folded BN's nominal cost
-        if not pieces:
-            h = srcs[0][0]
-            return h.new_empty(1, 0, *self._out_hw(srcs))
-        return torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]
-
-    def _out_hw(self, srcs: list[tuple[Tensor, Tensor | None]]) -> tuple[int, int]:
-        op, (h, _) = self.branches[0][-1], srcs[0]
-        if isinstance(op, FoldedConv):
-            return op.out_size(h.shape[2], h.shape[3])
-        y = op(h[:, :1])
-        return y.shape[2], y.shape[3]
-
-    def step(self, x: Feature, ctx: StepContext) -> Feature:
-        if isinstance(x, Compact):
-            h0, order0, in_gate = x.u, x.order, x.gate
-        else:
-            h0, order0, in_gate = x, None, None
-        srcs: list[tuple[Tensor, Tensor | None]] = []
-        for ops in self.branches:
-            h, h_order = h0, order0
-            for op in ops[:-1]:
-                h, h_order = self._run_layer(op, h, h_order, in_gate, ctx)
-            srcs.append((h, h_order))
-        if self.gate is None:
-            return self._produce(srcs, None, False, ctx)
-        actions = self.gate.decide(lambda: gap(x), ctx)
-        u, order = self.gate.fuse(actions, self._produce, srcs, ctx)
-        if order is None:
-            return u
-        return Compact(u, order, self.out_channels, self.gate.index)
+def stage_builder(backbone: nn.Module) -> StageBuilder | None:
+    """The registered builder for ``backbone``'s class (or its nearest registered base class)."""
+    for cls in type(backbone).__mro__:
+        if cls in STAGE_BUILDERS:
+            return STAGE_BUILDERS[cls]
+    return None
