@@ -165,18 +165,17 @@ class Gate:
                              "executor cannot run (it supports the learned PolicyNet); inject masks instead")
         return actions
 
-    def fuse(self, actions: Tensor, produce: Produce, src: Any, ctx: StepContext, ahead: Tensor | None = None,
-             ahead_ctx: StepContext | None = None) -> tuple[Tensor, Tensor | None]:
-        """Run the producers for this frame and assemble the consumers' input.
-
-        Returns ``(u, order)``: ``u`` ``(1, n, H, W)`` holds gated channel ``order[i]`` at position ``i`` (kept
-        channels of this frame, then reused ones of the previous frame); skipped channels are absent. Dense
-        mode returns the full fused tensor and ``order=None``.
+    def plan(self, actions: Tensor, ctx: StepContext, ahead: Tensor | None = None,
+             ahead_ctx: StepContext | None = None) -> FramePlan:
+        """The channel bookkeeping of one sparse frame (no tensor work): which channels to produce now, which
+        to take from the previous frame's output, which to recompute from its producer input. Records the
+        counts in ``ctx``'s report and advances the gate's channel state; the caller runs the producers and
+        then sets :attr:`prev_y` and :attr:`prev_src`.
 
         ``ahead``: the actions of the next frame when already known (clip mode; ``ahead_ctx`` its context).
-        The channels it will reuse but this frame does not keep are then produced now, in the same producer
-        call as the kept ones (Eq. 5's ``keep[t] OR reuse[t+1]``), instead of lazily at the next frame; their
-        work is still charged to the next frame's report as ``f1_prev``, as the lazy call would be.
+        The channels it will reuse but this frame does not keep are then produced now, with the kept ones
+        (Eq. 5's ``keep[t] OR reuse[t+1]``), instead of lazily at the next frame; their work is still charged
+        to the next frame's report as ``f1_prev``, as the lazy call would be.
         """
         first = self.frame == 0
         # index bookkeeping on (C,) arrays in numpy: a few microseconds instead of a torch op each
@@ -185,7 +184,55 @@ class Gate:
         g = ctx.meter.report.gates[self.index]
         g.skip, g.reuse, g.keep = int(counts[0]), int(counts[1]), int(counts[2])
         self.frame += 1
+        keep = a == KEEP
+        keep_np = np.flatnonzero(keep)
+        extra = np.flatnonzero((ahead.numpy() == REUSE) & ~keep) if ahead is not None else keep_np[:0]
+        if extra.size:
+            ahead_ctx.meter.report.gates[self.index].produced_prev = extra.size
+            produce = np.concatenate([keep_np, extra])
+            avail = keep.copy()
+            avail[extra] = True
+            rank = np.zeros(self.channels, dtype=np.int64)
+            rank[produce] = np.arange(produce.size)
+        else:
+            produce, avail, rank = keep_np, keep, np.cumsum(keep) - 1
+        cached = lazy = keep_np[:0]
+        cached_pos = cached
+        if not first and counts[1]:
+            reuse = a == REUSE
+            cached = np.flatnonzero(reuse & self.prev_keep)
+            cached_pos = self.prev_rank[cached]
+            lazy = np.flatnonzero(reuse & ~self.prev_keep)
+        g.produced = keep_np.size
+        g.produced_prev = g.produced_prev if not lazy.size else lazy.size
+        g.consumed = keep_np.size + cached.size + lazy.size
+        self.prev_keep = avail  # channels of this frame held in prev_y (kept, and produced ahead for t+1)
+        self.prev_rank = rank
+        return FramePlan(produce, keep_np.size, cached, cached_pos, lazy)
+
+    def split_meter(self, plan: FramePlan, ctx: StepContext, ahead_ctx: StepContext | None) -> StepContext:
+        """The context to charge this frame's producer call with: the share of the channels produced ahead
+        for the next frame goes to ``ahead_ctx`` as ``f1_prev``."""
+        n_extra = plan.produce.size - plan.n_keep
+        if not n_extra:
+            return ctx
+        return StepContext(_SplitMeter(ctx.meter, ahead_ctx.meter, n_extra, plan.produce.size), ctx.masks)
+
+    def fuse(self, actions: Tensor, produce: Produce, src: Any, ctx: StepContext, ahead: Tensor | None = None,
+             ahead_ctx: StepContext | None = None) -> tuple[Tensor, Tensor | None]:
+        """Run the producers for this frame and assemble the consumers' input (PyTorch path, ``(1, C, H, W)``).
+
+        Returns ``(u, order)``: ``u`` ``(1, n, H, W)`` holds gated channel ``order[i]`` at position ``i`` (kept
+        channels of this frame, then reused ones of the previous frame); skipped channels are absent. Dense
+        mode returns the full fused tensor and ``order=None``. ``ahead``, ``ahead_ctx``: see :meth:`plan`.
+        """
         if not self.sparse:
+            first = self.frame == 0
+            a = actions.numpy()
+            counts = np.bincount(a, minlength=3)
+            g = ctx.meter.report.gates[self.index]
+            g.skip, g.reuse, g.keep = int(counts[0]), int(counts[1]), int(counts[2])
+            self.frame += 1
             y = produce(src, None, False, ctx)
             c = self.channels
             u = y * (actions == KEEP).to(y.dtype).view(1, c, 1, 1)
@@ -194,44 +241,38 @@ class Gate:
             self.prev_y = y
             g.produced, g.consumed = c, c
             return u, None
-        keep = a == KEEP
-        keep_np = np.flatnonzero(keep)
-        keep_idx = torch.from_numpy(keep_np)
-        extra = np.flatnonzero((ahead.numpy() == REUSE) & ~keep) if ahead is not None else keep_np[:0]
-        if extra.size:  # one producer call for this frame's kept channels and the next frame's lazy ones
-            ids = np.concatenate([keep_np, extra])
-            split = StepContext(_SplitMeter(ctx.meter, ahead_ctx.meter, extra.size, ids.size), ctx.masks)
-            y_all = produce(src, torch.from_numpy(ids), False, split)
-            y_keep = y_all[:, :keep_np.size]
-            ahead_ctx.meter.report.gates[self.index].produced_prev = extra.size
-            avail = keep.copy()
-            avail[extra] = True
-            rank = np.zeros(self.channels, dtype=np.int64)
-            rank[ids] = np.arange(ids.size)
-        else:
-            y_all = y_keep = produce(src, keep_idx, False, ctx)
-            avail, rank = keep, np.cumsum(keep) - 1
-        u, order = y_keep, keep_idx
-        g.produced = keep_np.size
-        if not first and counts[1]:
-            reuse = a == REUSE
-            pieces, orders = [y_keep], [keep_np]
-            cached = np.flatnonzero(reuse & self.prev_keep)
-            if cached.size:
-                pieces.append(self.prev_y.index_select(1, torch.from_numpy(self.prev_rank[cached])))
-                orders.append(cached)
-            lazy = np.flatnonzero(reuse & ~self.prev_keep)
-            if lazy.size:
-                pieces.append(produce(self.prev_src, torch.from_numpy(lazy), True, ctx))
-                orders.append(lazy)
-                g.produced_prev = lazy.size
-            u, order = torch.cat(pieces, dim=1), torch.from_numpy(np.concatenate(orders))
-        g.consumed = order.numel()
-        self.prev_keep = avail  # channels of this frame held in prev_y (kept, and produced ahead for t+1)
-        self.prev_rank = rank
+        prev_y, prev_src = self.prev_y, self.prev_src
+        plan = self.plan(actions, ctx, ahead, ahead_ctx)
+        y_all = produce(src, torch.from_numpy(plan.produce), False, self.split_meter(plan, ctx, ahead_ctx))
+        pieces, orders = [y_all[:, :plan.n_keep]], [plan.produce[:plan.n_keep]]
+        if plan.cached.size:
+            pieces.append(prev_y.index_select(1, torch.from_numpy(plan.cached_pos)))
+            orders.append(plan.cached)
+        if plan.lazy.size:
+            pieces.append(produce(prev_src, torch.from_numpy(plan.lazy), True, ctx))
+            orders.append(plan.lazy)
+        u = torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]
         self.prev_y = y_all
         self.prev_src = src
-        return u, order
+        return u, torch.from_numpy(np.concatenate(orders)) if len(orders) > 1 else torch.from_numpy(orders[0])
+
+
+class FramePlan(NamedTuple):
+    """Channels of one gated frame (int64 ids of the gated tensor): ``produce`` -- computed from this frame's
+    producer input, the ``n_keep`` kept ones first, then those the next frame will reuse; ``cached`` -- reused
+    channels taken from the previous frame's output, at positions ``cached_pos`` of it; ``lazy`` -- reused
+    channels the previous frame did not compute, recomputed from its producer input. The consumers read
+    ``produce[:n_keep]``, ``cached``, ``lazy`` in this order."""
+
+    produce: np.ndarray
+    n_keep: int
+    cached: np.ndarray
+    cached_pos: np.ndarray
+    lazy: np.ndarray
+
+    @property
+    def order(self) -> np.ndarray:
+        return np.concatenate([self.produce[:self.n_keep], self.cached, self.lazy])
 
 
 class _SplitMeter:
