@@ -13,3 +13,17 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(params=["compiled", "pytorch"])
+def kernel_path(request, monkeypatch):
+    """Run a test on both executor paths: the compiled kernels (skipped where they are not built) and the
+    pure-PyTorch fallback that is selected when they are missing."""
+    from adafuse.inference import kernels
+
+    if request.param == "compiled":
+        if not kernels.available():
+            pytest.skip(kernels.status())
+    else:
+        monkeypatch.setattr(kernels, "available", lambda: False)
+    return request.param

@@ -189,6 +189,12 @@ class FoldedConv:
         y = torch.addmm(self.bias.view(1, -1), cols.t(), ws)  # (Ho*Wo, C_out)
         return y.t().contiguous().view(1, self.out_channels, ho, wo)
 
+    def charge(self, meter, role: tuple[int, str] | None, out_elems: int, in_used: int, spatial: int,
+               nominal: bool = True) -> None:
+        """Charge ``meter`` for a call computing ``out_elems`` output elements from ``in_used`` input channels
+        (per group) at ``spatial`` output pixels, as :meth:`run` does (for kernels that run the conv elsewhere)."""
+        self._count(meter, role, out_elems, self.macs_per_output(in_used), spatial, nominal)
+
     def _count(self, meter, role, out_elems: int, per_output: int, spatial: int, nominal: bool) -> None:
         extra = 2 * self.out_channels * spatial if (nominal and self.has_bn) else 0
         meter.conv(out_elems * per_output, extra, role, self.name)
