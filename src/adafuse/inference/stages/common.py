@@ -308,12 +308,17 @@ class Stage:
 
 
 class ConvStage(Stage):
-    """A fixed sequence of folded convs and pools (stems, heads): ``ops`` are FoldedConv or pooling modules."""
+    """A fixed sequence of folded convs and pools (stems, heads): ``ops`` are FoldedConv or pooling modules.
+    ``channels_last``: run (and return) the clip in channels_last memory format, NHWC for the next stage (for
+    the stem's 3-channel input that is also the faster layout of oneDNN's conv and of max pooling)."""
 
-    def __init__(self, ops: Sequence[FoldedConv | nn.Module]) -> None:
+    def __init__(self, ops: Sequence[FoldedConv | nn.Module], channels_last: bool = False) -> None:
         self.ops = list(ops)
+        self.channels_last = channels_last
 
     def step(self, x: Feature, ctx: StepContext) -> Tensor:
+        if self.channels_last:
+            return self.step_clip(densify(x), [ctx])
         x = densify(x)
         for op in self.ops:
             x = op.run(x, ctx.meter) if isinstance(op, FoldedConv) else run_pool(op, x, ctx.meter)
@@ -323,14 +328,18 @@ class ConvStage(Stage):
         if not all(isinstance(op, (FoldedConv, nn.MaxPool2d)) for op in self.ops):
             return super().step_clip(xs, ctxs)  # average pools charge per frame
         x, meters = as_batch(xs), [c.meter for c in ctxs]
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         for op in self.ops:
             x = op.run_batch(x, meters) if isinstance(op, FoldedConv) else max_pool(op, x)
         return x
 
 
 def max_pool(pool: nn.MaxPool2d, x: Tensor) -> Tensor:
-    """``pool(x)`` through oneDNN when available: on a batch-1 NCHW float tensor it is several times faster
-    than the eager kernel (which also computes indices), with identical results."""
+    """``pool(x)``; a batch-1 NCHW float tensor goes through oneDNN when available (several times faster than
+    the eager kernel, which also computes indices; identical results), a channels_last one stays NHWC."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return F.max_pool2d(x, pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode)
     if x.dtype == torch.float32 and x.device.type == "cpu" and torch.backends.mkldnn.is_available():
         return F.max_pool2d(x.to_mkldnn(), pool.kernel_size, pool.stride, pool.padding, pool.dilation,
                             pool.ceil_mode).to_dense()

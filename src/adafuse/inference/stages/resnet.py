@@ -191,24 +191,26 @@ class ResidualStage(Stage):
                                                      c1.bias.index_select(0, lz), relu=True))
         kernels.pool().run(tasks)
 
-        # consumer input of every frame: the present channels, zero-padded for conv2's window
-        if gate is None:
-            us = [_padded(ys[i], (h1, w1), c2.padding) for i in range(t)]
-            orders = [_iota(c2.in_channels)] * t
-        else:
-            us, orders = [], []
-            for i, plan in enumerate(plans):
-                us.append(_assemble(plan, ys[i], ys[i - 1] if i else prev_y, lazy, (h1, w1), c2.padding))
-                orders.append(torch.from_numpy(plan.order.astype(np.int32)))
+        # consumer input of a frame: the present channels, zero-padded for conv2's window
+        def consumer_input(i: int) -> tuple[Tensor, Tensor]:
+            if gate is None:
+                return _padded(ys[i], (h1, w1), c2.padding), _iota(c2.in_channels)
+            plan = plans[i]
+            u = _assemble(plan, ys[i], ys[i - 1] if i else prev_y, lazy, (h1, w1), c2.padding)
+            return u, torch.from_numpy(plan.order.astype(np.int32))
+
+        # whole frames per task: each assembles its own input; split frames: assembled once, before the split
+        inputs = [consumer_input(i) for i in range(t)] if chunks[0][1] is not None else None
 
         def consumer(i: int, rows: tuple[int, int] | None) -> Callable[[], None]:
             def run() -> None:
+                u, order = inputs[i] if inputs is not None else consumer_input(i)
                 res = identity[i]
                 if c3 is None:
-                    kernels.conv_subset(us[i], (h1, w1), orders[i], w2p, c2.in_channels, c2.kernel, c2.stride,
+                    kernels.conv_subset(u, (h1, w1), order, w2p, c2.in_channels, c2.kernel, c2.stride,
                                         c2.padding, out[i], c2.bias, relu=True, residual=res, rows=rows)
                     return
-                kernels.conv_subset(us[i], (h1, w1), orders[i], w2p, c2.in_channels, c2.kernel, c2.stride,
+                kernels.conv_subset(u, (h1, w1), order, w2p, c2.in_channels, c2.kernel, c2.stride,
                                     c2.padding, mid[i], c2.bias, relu=True, rows=rows)
                 kernels.conv_subset(mid[i], (h2, w2), _iota(c3.in_channels), self._weight("conv3", c3),
                                     c3.in_channels, c3.kernel, c3.stride, c3.padding, out[i], c3.bias, relu=True,
@@ -278,8 +280,9 @@ def _row_chunks(frames: int, rows: int) -> list[tuple[int, tuple[int, int] | Non
 @register_stages(ResNet)
 def resnet_stages(backbone: ResNet, gate: GateFactory) -> list[Stage]:
     """Stem, then one :class:`ResidualStage` per block of ``layer1..layer4``."""
-    stages: list[Stage] = [ConvStage([FoldedConv(backbone.conv1, backbone.bn1, "relu", "backbone.conv1"),
-                                      backbone.maxpool])]
+    stem = ConvStage([FoldedConv(backbone.conv1, backbone.bn1, "relu", "backbone.conv1"), backbone.maxpool],
+                     channels_last=kernels.available())  # the compiled blocks read NHWC frames
+    stages: list[Stage] = [stem]
     for s in range(1, 5):
         for i, block in enumerate(getattr(backbone, f"layer{s}")):
             name = f"backbone.layer{s}.{i}"
