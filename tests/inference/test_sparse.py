@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from inference_helpers import random_masks, rel_err, tiny_model
 
 from adafuse.flops import block_usage, dynamic_gflops_per_frame, static_cost
-from adafuse.inference import SparseExecutor, StreamingNotSupportedError, StreamingRecognizer, frame_flops
+from adafuse.inference import StreamingNotSupportedError, StreamingRecognizer, frame_flops
 from adafuse.inference.folding import FoldedConv
 from adafuse.models import fusion_modules, inject_policy, set_num_frames
 
@@ -223,19 +223,25 @@ def test_state_is_bounded_over_a_long_stream():
     assert max(sizes) <= bound
 
 
-def test_tsm_models_cannot_stream_but_clip_mode_falls_back():
-    model = tiny_model("adafuse_tsm_r18", num_frames=T)
+@pytest.mark.parametrize("arch", ["adafuse_tsm_r18", "adafuse_tsm_r50", "adafuse_tsm_last_r50"])
+def test_tsm_models_run_sparsely_on_whole_clips_but_cannot_stream(arch, kernel_path):
+    model = tiny_model(arch, num_frames=T)
     rec = StreamingRecognizer(model)
     assert not rec.streamable
     with pytest.raises(StreamingNotSupportedError, match="TSM shift"):
         rec.step(torch.randn(3, 32, 32))
-    with pytest.raises(StreamingNotSupportedError, match="TSM shift"):
-        SparseExecutor(model)
-    x = torch.randn(1, T, 3, 32, 32)
-    masks = random_masks(model, T)
-    out = rec.recognize_clip(x, masks)
-    assert rec.last_clip_dense
-    assert torch.allclose(out, dense_masked(model, x, masks))
+    x = torch.randn(2, T, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    masks = random_masks(model, 2 * T)
+    reports: list = []
+    out = rec.recognize_clip(x, masks, reports=reports)
+    assert not rec.last_clip_dense
+    assert rel_err(out, dense_masked(model, x, masks)) <= 1e-5
+    # the work is the FLOPs engine's count for the same masks (the shift is a free memory op)
+    cost = static_cost(model, 32)
+    engine = dynamic_gflops_per_frame(cost, masks, T).sum(dim=1) * 1e9
+    assert [sum(frame_flops(r)) for r in reports] == pytest.approx(engine.tolist(), rel=1e-6)
+    with pytest.raises(StreamingNotSupportedError, match="whole clips"):
+        rec.step_clip(x[0])  # continues the stream of the last video: not a whole clip from a reset state
 
 
 def test_bad_inputs_name_the_problem():

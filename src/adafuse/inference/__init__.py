@@ -13,11 +13,11 @@ See ``docs/inference.md``.
 from adafuse.inference.accounting import GateStep, Meter, StepReport, frame_flops
 from adafuse.inference.export import ExportCheck, OnnxExport, check_onnx, export_onnx
 from adafuse.inference.predictor import Prediction, Predictor
-from adafuse.inference.sparse import SparseExecutor, StreamingNotSupportedError, streaming_obstacle
+from adafuse.inference.sparse import SparseExecutor, StreamingNotSupportedError, clip_obstacle, streaming_obstacle
 from adafuse.inference.streaming import StreamingRecognizer
 
 __all__ = [
     "ExportCheck", "GateStep", "OnnxExport", "Meter", "Prediction", "Predictor", "SparseExecutor", "StepReport",
     "StreamingNotSupportedError", "StreamingRecognizer", "check_onnx", "export_onnx", "frame_flops",
-    "streaming_obstacle",
+    "clip_obstacle", "streaming_obstacle",
 ]

@@ -175,7 +175,7 @@ class Predictor:
         indices = tsn_eval_indices(n, self.num_frames)[0]
         clip = self._preprocess(read_frames(source, indices, self.template)).unsqueeze(0)
         t0 = time.perf_counter()
-        if self.sparse and self.recognizer.streamable:
+        if self.sparse and self.recognizer.executor is not None:  # TSM too: clip mode runs it sparsely
             per_video: list[list[StepReport]] = []
             logits = self.recognizer.recognize_clip(clip, reports=per_video)[0]
             if reports is not None:

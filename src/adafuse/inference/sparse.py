@@ -13,7 +13,8 @@ every BatchNorm folded into its conv, then runs one frame at a time (batch 1, NC
 
 The output equals the dense masked model (``model.eval()``, argmax policy or the same injected masks) to
 float32 rounding; the work equals the FLOPs engine's Eq. 5 count for the same masks. TSM models (the shift
-reads frame ``t+1``) and heads other than average consensus cannot be streamed:
+reads frame ``t+1``) run sparsely on whole clips (:meth:`SparseExecutor.run_clip` from a reset state) but
+cannot be streamed frame by frame; heads other than average consensus are not supported:
 :class:`StreamingNotSupportedError` says which part is the obstacle.
 """
 
@@ -44,18 +45,25 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
+def clip_obstacle(model: nn.Module) -> str | None:
+    """Why the sparse executor cannot run ``model`` even on whole clips, or None if it can."""
+    model = unwrap(model)
+    head = getattr(model, "head", None)
+    if not isinstance(head, AverageConsensusHead):
+        return (f"the head is {type(head).__name__}; the sparse executor needs the average-consensus head "
+                "(clip logits = mean of per-frame logits)")
+    return None
+
+
 def streaming_obstacle(model: nn.Module) -> str | None:
     """Why ``model`` cannot be streamed frame by frame, or None if it can."""
     model = unwrap(model)
     for name, m in model.named_modules():
         if isinstance(m, TemporalShift):
             return (f"{name} is a TSM shift: it mixes in features of frame t+1, which a stream does not have yet "
-                    "(streaming supports AdaFuse-TSN models; use recognize_clip, which runs TSM models densely)")
-    head = getattr(model, "head", None)
-    if not isinstance(head, AverageConsensusHead):
-        return (f"the head is {type(head).__name__}; streaming needs the average-consensus head "
-                "(clip logits = mean of per-frame logits)")
-    return None
+                    "(streaming supports AdaFuse-TSN models; recognize_clip / step_clip on whole clips run TSM "
+                    "models sparsely)")
+    return clip_obstacle(model)
 
 
 def _short(name: str) -> str:
@@ -86,9 +94,11 @@ class SparseExecutor:
 
     def __init__(self, model: nn.Module, sparse: bool = True, by_layer: bool = False) -> None:
         model = unwrap(model)
-        reason = streaming_obstacle(model)
+        reason = clip_obstacle(model)
         if reason is not None:
             raise StreamingNotSupportedError(f"{getattr(model, 'arch', type(model).__name__)}: {reason}")
+        self.arch = getattr(model, "arch", type(model).__name__)
+        self.stream_obstacle = streaming_obstacle(model)  # None: frame by frame works; else whole clips only
         self.sparse = sparse
         self.fusions = fusion_modules(model)
         self._fusion_index = {id(f): i for i, f in enumerate(self.fusions)}
@@ -149,6 +159,8 @@ class SparseExecutor:
         ``masks``: optional injected policy for this frame, one ``(C, 3)`` (or ``(1, C, 3)``) one-hot mask per
         gate in ``fusion_modules(model)`` order (None entries keep the model's own policy).
         """
+        if self.stream_obstacle is not None:
+            raise StreamingNotSupportedError(f"{self.arch} cannot be streamed: {self.stream_obstacle}")
         if frame.dim() == 3:
             frame = frame.unsqueeze(0)
         if frame.dim() != 4 or frame.shape[0] != 1 or frame.shape[1] != 3:
@@ -182,6 +194,9 @@ class SparseExecutor:
         """
         if frames.dim() != 4 or frames.shape[1] != 3 or frames.shape[0] == 0:
             raise ValueError(f"expected frames (T, 3, H, W) with T >= 1, got shape {tuple(frames.shape)}")
+        if self.stream_obstacle is not None and self.frame != 0:
+            raise StreamingNotSupportedError(f"{self.arch} runs whole clips only (call reset() first): "
+                                             f"{self.stream_obstacle}")
         t = frames.shape[0]
         if masks is not None:
             if len(masks) != len(self.gates):

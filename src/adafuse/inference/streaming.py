@@ -6,9 +6,10 @@ equals the clip model's output on those ``T`` frames (average consensus; the pol
 zeros at the first frame, as at the start of a clip).
 
 TSM models cannot be streamed (the shift reads frame ``t+1``): :meth:`~StreamingRecognizer.step` raises
-:class:`StreamingNotSupportedError`, while :meth:`~StreamingRecognizer.recognize_clip` runs them with the dense
-model. Memory is bounded: per gated block the stream keeps one previous frame (GAP vector, kept conv1
-outputs, conv1 input) plus a running logit sum.
+:class:`StreamingNotSupportedError`, while :meth:`~StreamingRecognizer.recognize_clip` and
+:meth:`~StreamingRecognizer.step_clip` (from a reset state) run them sparsely on whole clips. Memory is bounded:
+per gated block the stream keeps one previous frame (GAP vector, kept conv1 outputs, conv1 input) plus a
+running logit sum.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ import torch
 from torch import Tensor, nn
 
 from adafuse.inference.accounting import StepReport
-from adafuse.inference.sparse import SparseExecutor, StreamingNotSupportedError, streaming_obstacle, unwrap
+from adafuse.inference.sparse import (
+    SparseExecutor,
+    StreamingNotSupportedError,
+    clip_obstacle,
+    streaming_obstacle,
+    unwrap,
+)
 from adafuse.models.fusion import fusion_modules, inject_policy, set_decision
 
 
@@ -38,17 +45,18 @@ class StreamingRecognizer:
         self.sparse = sparse
         self.by_layer = by_layer
         self.obstacle = streaming_obstacle(self.model)
-        self.executor = SparseExecutor(self.model, sparse, by_layer) if self.obstacle is None else None
+        self.executor = SparseExecutor(self.model, sparse, by_layer) if clip_obstacle(self.model) is None else None
         self.num_classes = int(getattr(self.model, "num_classes", 0))
         self.last_clip_dense = False
         self.reset()
 
     @property
     def streamable(self) -> bool:
-        return self.executor is not None
+        """True when frames can be fed one at a time (:meth:`step`)."""
+        return self.executor is not None and self.obstacle is None
 
-    def _require_executor(self) -> SparseExecutor:
-        if self.executor is None:
+    def _require_executor(self, streaming: bool = True) -> SparseExecutor:
+        if self.executor is None or (streaming and self.obstacle is not None):
             arch = getattr(self.model, "arch", type(self.model).__name__)
             raise StreamingNotSupportedError(f"{arch} cannot be streamed: {self.obstacle}")
         return self.executor
@@ -88,7 +96,7 @@ class StreamingRecognizer:
         batched over the frames: :meth:`SparseExecutor.run_clip`); same result and state as ``T`` calls of
         :meth:`step`. ``masks``: optional injected policy, one ``(T, C, 3)`` mask per gate. Returns the running
         clip logits ``(K,)``; ``last_reports`` holds the ``T`` per-frame reports."""
-        ex = self._require_executor()
+        ex = self._require_executor(streaming=False)
         logits, reports = ex.run_clip(frames, masks)
         for row in logits:
             self.logit_sum = row.clone() if self.logit_sum is None else self.logit_sum.add_(row)
@@ -107,10 +115,10 @@ class StreamingRecognizer:
         (the layout of ``adafuse.models.inject_policy``). ``reports``: if a list is given, one list of
         per-frame :class:`StepReport` per video is appended to it. ``layerwise``: run each video in clip mode
         (:meth:`step_clip`, faster: batched policy MLPs and ungated convs) rather than frame by frame
-        (:meth:`step`); both give the same logits and reports.
+        (:meth:`step`); both give the same logits and reports. TSM models always run in clip mode.
 
-        Models that cannot be streamed (TSM) run the dense clip model instead (``last_clip_dense`` is set,
-        and ``reports`` stays empty).
+        Models the sparse executor cannot run (a head other than average consensus) run the dense clip model
+        instead (``last_clip_dense`` is set, and ``reports`` stays empty).
         """
         if x.dim() != 5:
             raise ValueError(f"expected a clip batch (N, T, 3, H, W), got shape {tuple(x.shape)}")
@@ -126,7 +134,7 @@ class StreamingRecognizer:
         total_flops = total_macs = 0.0
         for v in range(n):
             self.reset()
-            if layerwise:
+            if layerwise or not self.streamable:
                 logits = self.step_clip(x[v], [m[v * t:(v + 1) * t] for m in masks] if masks is not None else None)
                 video_reports = list(self.last_reports)
             else:

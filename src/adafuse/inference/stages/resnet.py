@@ -31,6 +31,7 @@ from adafuse.inference.stages.common import (
     register_stages,
 )
 from adafuse.models.resnet import ResNet
+from adafuse.models.temporal import temporal_shift
 
 
 class ResidualStage(Stage):
@@ -38,8 +39,9 @@ class ResidualStage(Stage):
     -> + shortcut -> relu``. Producer ``conv1``, consumer ``conv2``; conv3 and the shortcut are fixed."""
 
     def __init__(self, block: nn.Module, name: str, gate: Gate | None) -> None:
-        if getattr(block, "shift", None) is not None:
-            raise ValueError(f"{name}: a TSM block cannot be streamed (its shift reads frame t+1)")
+        self.name = name
+        self.shift = getattr(block, "shift", None)  # TSM: only whole clips (the shift reads frame t+1)
+        self.shift_shortcut = bool(getattr(block, "shift_shortcut", False))
         bottleneck = hasattr(block, "conv3")
         self.conv1 = FoldedConv(block.conv1, block.bn1, "relu", f"{name}.conv1")
         self.conv2 = FoldedConv(block.conv2, block.bn2, "relu" if bottleneck else None, f"{name}.conv2")
@@ -58,7 +60,15 @@ class ResidualStage(Stage):
         role = (self.gate.index, "f1_prev" if lazy else "f1")
         return self.conv1.run(x, ctx.meter, role, out_idx=idx, nominal=not lazy)
 
+    def _shifted(self, x: Tensor) -> Tensor:
+        """The TSM shift over the ``T`` frames of a whole clip ``(T, C, H, W)`` (``x`` itself without one)."""
+        if self.shift is None:
+            return x
+        return temporal_shift(x, x.shape[0], self.shift.fold_div)
+
     def step(self, x: Feature, ctx: StepContext) -> Tensor:
+        if self.shift is not None:
+            raise ValueError(f"{self.name}: a TSM block cannot be streamed (its shift reads frame t+1)")
         if self.use_kernels:
             return self._run_kernels(densify(x), [ctx])
         x = densify(x)
@@ -78,8 +88,10 @@ class ResidualStage(Stage):
         conv1/conv2 (a different channel subset per frame) frame by frame, in order."""
         if self.use_kernels:
             return self._run_kernels(as_batch(xs), ctxs)
-        x, meters = as_batch(xs), [c.meter for c in ctxs]
-        identity = self.downsample.run_batch(x, meters) if self.downsample is not None else x
+        plain, meters = as_batch(xs), [c.meter for c in ctxs]
+        x = self._shifted(plain)
+        shortcut = x if self.shift_shortcut else plain
+        identity = self.downsample.run_batch(shortcut, meters) if self.downsample is not None else plain
         if self.gate is None:
             out = self.conv2.run_batch(self.conv1.run_batch(x, meters), meters)
         else:
@@ -110,9 +122,12 @@ class ResidualStage(Stage):
     def _run_kernels(self, x: Tensor, ctxs: Sequence[StepContext]) -> Tensor:
         """The block on ``T`` frames ``x`` ``(T, C_in, H, W)`` with the compiled kernels; returns
         ``(T, C_out, H', W')`` in channels_last memory format. Work is charged exactly as the PyTorch path does."""
-        x = x.contiguous(memory_format=torch.channels_last)
+        plain = x.contiguous(memory_format=torch.channels_last)
+        x = self._shifted(plain).contiguous(memory_format=torch.channels_last)
         t, c_in, h, w = x.shape
         frames = x.permute(0, 2, 3, 1).reshape(t, h * w, c_in)  # NHWC rows, a view
+        plain_frames = plain.permute(0, 2, 3, 1).reshape(t, h * w, c_in) if x is not plain else frames
+        shortcut = frames if self.shift_shortcut else plain_frames
         meters = [c.meter for c in ctxs]
         c1, c2, c3, ds = self.conv1, self.conv2, self.conv3, self.downsample
         h1, w1 = c1.out_size(h, w)
@@ -120,7 +135,7 @@ class ResidualStage(Stage):
         c_out = c3.out_channels if c3 is not None else c2.out_channels
         out = x.new_empty(t, h2 * w2, c_out)
         mid = x.new_empty(t, h2 * w2, c2.out_channels) if c3 is not None else None
-        identity = x.new_empty(t, h2 * w2, c_out) if ds is not None else frames
+        identity = x.new_empty(t, h2 * w2, c_out) if ds is not None else plain_frames
         gate = self.gate
 
         # producer input of every frame, padded for conv1's window (a view when conv1 has no padding)
@@ -167,7 +182,7 @@ class ResidualStage(Stage):
         def producer(i: int, rows: tuple[int, int] | None) -> Callable[[], None]:
             def run() -> None:
                 if ds is not None:
-                    kernels.conv_subset(frames[i], (h, w), _iota(c_in), self._weight("ds", ds), c_in, ds.kernel,
+                    kernels.conv_subset(shortcut[i], (h, w), _iota(c_in), self._weight("ds", ds), c_in, ds.kernel,
                                         ds.stride, ds.padding, identity[i], ds.bias, rows=rows)
             return run
 
