@@ -55,6 +55,12 @@ class ResidualStage(Stage):
         # the compiled path computes only the needed channels: a dense-mode gate (every channel, then masked)
         # keeps the PyTorch path, which is its reference
         self.use_kernels = kernels.available() and (gate is None or gate.sparse)
+        if self.use_kernels:  # the kernels read only the input-major copies: drop the folded (C_out, C_in, k, k) ones
+            for key, conv in (("conv1", self.conv1), ("conv2", self.conv2), ("conv3", self.conv3),
+                              ("ds", self.downsample)):
+                if conv is not None:
+                    self.packed[key] = kernels.input_major(conv.weight)
+                    conv.weight = None
 
     def _produce(self, x: Tensor, idx: Tensor | None, lazy: bool, ctx: StepContext) -> Tensor:
         role = (self.gate.index, "f1_prev" if lazy else "f1")
@@ -113,11 +119,8 @@ class ResidualStage(Stage):
     # ------------------------------------------------------------------------------------ compiled path
 
     def _weight(self, key: str, conv: FoldedConv) -> Tensor:
-        """``conv``'s weight in the kernels' input-major layout ``(taps * C_in, C_out)`` (packed once)."""
-        w = self.packed.get(key)
-        if w is None:
-            w = self.packed[key] = kernels.input_major(conv.weight)
-        return w
+        """``conv``'s weight in the kernels' input-major layout ``(taps * C_in, C_out)`` (packed at build)."""
+        return self.packed[key]
 
     def _run_kernels(self, x: Tensor, ctxs: Sequence[StepContext]) -> Tensor:
         """The block on ``T`` frames ``x`` ``(T, C_in, H, W)`` with the compiled kernels; returns
