@@ -69,7 +69,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Datasets, clip sampling and augmentation (TSN segment sampling, SPEC section 4)."""
+    """Datasets, clip sampling and augmentation (TSN segment sampling, docs/paper-and-code.md#data)."""
 
     root: str = opt("", "directory that relative paths in the list files are relative to; empty = the list "
                         "file's directory")
@@ -98,7 +98,7 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """SGD with step learning-rate schedule (SPEC section 3)."""
+    """SGD with step learning-rate schedule (docs/paper-and-code.md#training-recipe)."""
 
     epochs: int = opt(50, "training epochs")
     name: str = opt("sgd", "optimizer: sgd (the paper) or adamw (decoupled weight decay; for training from scratch, "

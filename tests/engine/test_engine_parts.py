@@ -13,7 +13,7 @@ from adafuse.config import OptimConfig
 from adafuse.engine.checkpoint import rng_state, save_atomic, set_rng_state
 from adafuse.engine.data import EpochSampler, sample_seed
 from adafuse.engine.demo import pair_statistics
-from adafuse.engine.metrics import Meter, topk_correct
+from adafuse.engine.metrics import RunningMeans, topk_correct
 from adafuse.engine.optim import LRSchedule, build_optimizer, param_groups, ramp
 
 
@@ -94,10 +94,10 @@ def test_rng_state_round_trip_through_a_weights_only_checkpoint(tmp_path):
 def test_topk_and_meter():
     logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.05]])
     assert topk_correct(logits, torch.tensor([1, 2]), (1, 5)) == [1, 2]  # k capped at the class count
-    m = Meter()
+    m = RunningMeans()
     m.add("ce", 2.0, 3)
     m.add("ce", 1.0, 1)
-    assert Meter(m.state_dict()).get("ce") == 7.0
+    assert RunningMeans(m.state_dict()).get("ce") == 7.0
 
 
 def test_pair_statistics():

@@ -16,6 +16,7 @@ from adafuse.models import (
     collect_masks,
     fusion_modules,
     inject_policy,
+    policy_state,
     set_decision,
     set_num_frames,
 )
@@ -211,3 +212,23 @@ def test_model_deepcopies_after_a_training_forward():
     clone = copy.deepcopy(model)
     assert all(f.last_mask is None for f in fusion_modules(clone))
     assert all(f.last_mask is not None for f in fusion_modules(model))
+
+
+def test_policy_state_sets_and_restores_decision_masks_and_num_frames(r18, clip):
+    r18.eval()
+    channels = [f.channels for f in fusion_modules(r18)]
+    keep_all = [one_hot_mask(torch.full((N * 2, c), KEEP)) for c in channels]
+    with torch.no_grad():
+        r18(clip)
+        before = [(f.decision, f.generator, f.injected, f.last_mask) for f in fusion_modules(r18)]
+        with policy_state(r18, decision="sample", seed=1, masks=keep_all, num_frames=2) as modules:
+            assert all(f.decision == "sample" and f.generator is not None for f in modules)
+            assert all(m.num_frames == 2 for m in r18.modules() if hasattr(m, "num_frames"))
+            r18(clip[:, :2])
+            assert all(torch.equal(m, k) for m, k in zip(collect_masks(r18), keep_all, strict=True))
+        after = [(f.decision, f.generator, f.injected, f.last_mask) for f in fusion_modules(r18)]
+        assert all(a[:3] == b[:3] and a[3] is b[3] for a, b in zip(before, after, strict=True))
+        assert all(m.num_frames == T for m in r18.modules() if hasattr(m, "num_frames"))
+        with pytest.raises(RuntimeError, match="boom"), policy_state(r18, decision="sample", num_frames=2):
+            raise RuntimeError("boom")
+        assert {f.decision for f in fusion_modules(r18)} == {"argmax"} and r18.num_frames == T

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-ACTIONS = ("skip", "reuse", "keep")  # same order as adafuse.models.fusion (SKIP, REUSE, KEEP = 0, 1, 2)
+from adafuse.models.fusion import ACTIONS
+
 TREND_DEGREE = 3  # the paper's Fig. 4 fits 3rd-order polynomials
 TREND_POINTS = 64
 

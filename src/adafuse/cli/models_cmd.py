@@ -112,7 +112,11 @@ def cmd_flops(args: argparse.Namespace) -> int:
         print(f"adafuse flops: unknown model {args.arch!r}; known models: {', '.join(MODEL_NAMES)}",
               file=sys.stderr)
         return 2
-    summary, cost = _summary(args.arch, args, args.policy_hidden)
+    try:
+        summary, cost = _summary(args.arch, args, args.policy_hidden)
+    except TypeError as err:  # e.g. --policy-hidden for a model without a policy network
+        print(f"adafuse flops: {err}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0

@@ -22,10 +22,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-BNINCEPTION_MEAN = (104.0, 117.0, 128.0)  # BGR order, on 0-255 input
-BNINCEPTION_STD = (1.0, 1.0, 1.0)
+from adafuse.pixels import BNINCEPTION_MEAN, BNINCEPTION_STD, IMAGENET_MEAN, IMAGENET_STD
+
 MULTISCALE_SCALES = (1.0, 0.875, 0.75, 0.66)
 
 # class pairs whose meaning swaps under a horizontal flip (indices in the TSM-sorted class order)

@@ -10,6 +10,7 @@ small ResNet-18 with the same recipe, evaluates the best checkpoint of each, and
     OUT/<method>/                 a normal run directory per method (config.yaml, metrics.jsonl,
                                   checkpoints/{best,last}.pt, eval/{predictions.jsonl,metrics.json})
     OUT/results.md|json|png       the comparison table (markdown, JSON) and a GFLOPs-vs-top-1 plot
+    OUT/policy_mix.png            the skip/reuse/keep mix of the methods with a policy
 
 Reruns reuse finished runs (their ``last.pt``); a run whose recipe changed starts over.
 """
@@ -27,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from adafuse.analysis.runs import read_predictions
+from adafuse.analysis.stats import policy_mix
 from adafuse.config import Config
 
 log = logging.getLogger("adafuse")
@@ -211,11 +214,6 @@ def paired_val_list(data: Any, pairs: list[list[int]]) -> Path:
     return out
 
 
-def _read_predictions(run_dir: Path) -> list[dict[str, Any]]:
-    with open(run_dir / "eval" / "predictions.jsonl") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def _fmt(x: float | None, spec: str = "{:.1f}") -> str:
     return "-" if x is None else spec.format(x)
 
@@ -261,37 +259,17 @@ def results_markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_results(rows: list[dict[str, Any]], path: Path) -> None:
-    """GFLOPs/video vs top-1 scatter plus policy-mix bars."""
-    import matplotlib
+def plot_results(rows: list[dict[str, Any]], out: Path) -> None:
+    """``out/results.png`` (GFLOPs/video vs top-1, the report's figure) and, when a method has a policy,
+    ``out/policy_mix.png`` (its skip/reuse/keep mix)."""
+    from adafuse.analysis.plots import plot_flops_accuracy, plot_policy_mix
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for r in rows:
-        ax1.scatter(r["gflops_per_video"], r["top1"], s=40)
-        ax1.annotate(r["method"], (r["gflops_per_video"], r["top1"]), textcoords="offset points", xytext=(5, 4))
-    ax1.xaxis.set_major_locator(MaxNLocator(4))
-    ax1.set_xlabel("GFLOPs per video")
-    ax1.set_ylabel("top-1 (%)")
-    ax1.set_title("accuracy vs cost")
-    ax1.grid(alpha=0.3)
-    gated = [r for r in rows if r["policy_ratios"] is not None]
-    colors = ("#d62728", "#1f77b4", "#2ca02c")
-    left = [0.0] * len(gated)
-    for a, (name, color) in enumerate(zip(("skip", "reuse", "keep"), colors, strict=True)):
-        values = [100 * r["policy_ratios"][a] for r in gated]
-        ax2.barh([r["method"] for r in gated], values, left=left, color=color, label=name)
-        left = [x + v for x, v in zip(left, values, strict=True)]
-    ax2.set_xlabel("share of gated channels (%)")
-    ax2.set_title("policy mix (validation)")
-    if gated:
-        ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plot_flops_accuracy([{"run": r["method"], "arch": r["arch"], "gflops": r["gflops_per_video"], "top1": r["top1"],
+                          "params": r["params"], "adaptive": r["policy_ratios"] is not None} for r in rows],
+                        out / "results.png")
+    mixes = {r["method"]: policy_mix([[r["policy_ratios"]]]) for r in rows if r["policy_ratios"] is not None}
+    if mixes:
+        plot_policy_mix(mixes, out / "policy_mix.png")
 
 
 def run_demo(
@@ -356,7 +334,7 @@ def run_demo(
                           pretrained=backbone)
         log.info("demo: training %s (%s)", label, model_name)
         metrics = _train_and_eval(cfg)
-        predictions = _read_predictions(out / _slug(label))
+        predictions = read_predictions(out / _slug(label) / "eval" / "predictions.jsonl")
         stats = pair_statistics(predictions, pairs)
         split = [p for p in predictions if not p["id"].startswith("frames_reversed/")]
         stats["top1_split"] = 100.0 * sum(p["correct"] for p in split) / max(len(split), 1)
@@ -378,7 +356,7 @@ def run_demo(
     result = {"rows": rows, "info": info, "table_markdown": table, "out": str(out)}
     (out / "results.md").write_text(table)
     (out / "results.json").write_text(json.dumps({"rows": rows, "info": info}, indent=1) + "\n")
-    plot_results(rows, out / "results.png")
+    plot_results(rows, out)
     return result
 
 

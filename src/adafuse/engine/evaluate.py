@@ -23,7 +23,7 @@ from torch import nn
 from adafuse.engine.distributed import DistInfo, all_gather_objects
 from adafuse.engine.metrics import progress
 from adafuse.flops import StaticCost, video_accounting
-from adafuse.models import collect_masks, fusion_modules, set_decision
+from adafuse.models import collect_masks, fusion_modules, policy_state, unwrap
 
 log = logging.getLogger("adafuse")
 
@@ -51,7 +51,7 @@ def predict_batches(
     ``predictions.jsonl`` fields plus ``index`` (list position) and ``ce`` (cross-entropy of the video).
     """
     model.eval()
-    core = getattr(model, "module", model)
+    core = unwrap(model)
     gated = bool(fusion_modules(core))
     records: list[dict[str, Any]] = []
     skipped = 0
@@ -192,10 +192,9 @@ def evaluate(
     ``decision``: ``argmax`` (deterministic) or ``sample`` (seeded Gumbel sampling per fusion module;
     results then depend on the batch split, as in the released code).
     """
-    core = getattr(model, "module", model)
-    set_decision(core, decision, seed=seed if decision == "sample" else None)
     batches = progress(loader, len(loader), "eval", show_progress and dist_info.is_main)
-    records, skipped = predict_batches(model, batches, cost, num_frames, dist_info.device, amp_dtype)
+    with policy_state(unwrap(model), decision=decision, seed=seed if decision == "sample" else None):
+        records, skipped = predict_batches(model, batches, cost, num_frames, dist_info.device, amp_dtype)
     return gather_records(records, skipped)
 
 

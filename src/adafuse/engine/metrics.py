@@ -32,7 +32,7 @@ def topk_correct(logits: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -
     return [int(hit[:, : min(k, maxk)].any(dim=1).sum()) for k in ks]
 
 
-class Meter:
+class RunningMeans:
     """Sums of named quantities weighted by sample counts; ``mean(name)`` = sum / count.
 
     Its state is a plain dict of floats (saved in checkpoints so a resumed epoch logs the whole epoch).

@@ -1,4 +1,5 @@
-"""SGD (or AdamW) with the TSN/TSM parameter groups and the step learning-rate schedule (SPEC section 3).
+"""SGD (or AdamW) with the TSN/TSM parameter groups and the step learning-rate schedule
+(docs/paper-and-code.md#training-recipe).
 
 Groups: conv/linear weights (weight decay, lr x1); biases outside normalisation layers (no decay,
 lr x ``bias_lr_mult``); normalisation-layer weights and biases (no decay, lr x1). Parameters shared

@@ -37,10 +37,10 @@ from adafuse.engine.distributed import (
     init_distributed,
 )
 from adafuse.engine.evaluate import autocast_context, evaluate, summarize, write_eval
-from adafuse.engine.metrics import Meter, RunLogger, progress, setup_logging, topk_correct
+from adafuse.engine.metrics import RunLogger, RunningMeans, progress, setup_logging, topk_correct
 from adafuse.engine.optim import LRSchedule, build_optimizer, ramp
 from adafuse.flops import StaticCost, dynamic_gflops, loss_gflops, static_cost
-from adafuse.models import build_model, collect_masks, fusion_modules
+from adafuse.models import build_model, builder_arguments, collect_masks, fusion_modules
 from adafuse.models.serialization import model_payload
 
 log = logging.getLogger("adafuse")
@@ -66,19 +66,23 @@ def run_dir_of(cfg: Config) -> Path:
 def build_model_from_config(cfg: Config, num_classes: int) -> nn.Module:
     """The model of ``cfg.model``, with ``input_spec.size = data.input_size``.
 
-    ``model.kwargs`` keys the builder does not record in ``build_config`` are rejected (a typo there
-    would otherwise be silently ignored).
+    ``model.kwargs`` keys that are not arguments of the model's builder are rejected (a typo there would
+    otherwise be silently ignored); ``model.policy_hidden`` is ignored, with a warning, for models without
+    a policy network.
     """
     m = cfg.model
     kwargs = dict(m.kwargs)
-    model = build_model(m.name, num_classes=num_classes, num_frames=m.num_frames, policy_hidden=m.policy_hidden,
+    accepted = builder_arguments(m.name)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"model.kwargs {unknown} are not arguments of model {m.name!r} "
+                         f"(it takes: {', '.join(sorted(accepted))})")
+    policy_hidden = m.policy_hidden
+    if policy_hidden is not None and "policy_hidden" not in accepted:
+        log.warning("model.policy_hidden=%s is ignored: %s has no policy network", policy_hidden, m.name)
+        policy_hidden = None
+    model = build_model(m.name, num_classes=num_classes, num_frames=m.num_frames, policy_hidden=policy_hidden,
                         pretrained=m.pretrained, dropout=m.dropout, **kwargs)
-    unused = sorted(set(kwargs) - set(model.build_config))
-    if unused:
-        raise ValueError(f"model.kwargs {unused} are not arguments of model {m.name!r} "
-                         f"(it takes: {sorted(model.build_config)})")
-    if m.policy_hidden is not None and not fusion_modules(model):
-        log.warning("model.policy_hidden=%s is ignored: %s has no policy network", m.policy_hidden, m.name)
     model.input_spec = dataclasses.replace(model.input_spec, size=cfg.data.input_size)
     return model
 
@@ -199,7 +203,7 @@ class Trainer:
         self.best_top1: float | None = None
         self.best_metrics: dict[str, Any] | None = None
         self.last_val: dict[str, Any] | None = None
-        self.meter = Meter()
+        self.meter = RunningMeans()
         # per-rank randomness (Gumbel noise, dropout) after the shared initialisation
         ckpt.seed_everything(cfg.run.seed + 1_000_003 * d.rank)
 
@@ -238,7 +242,7 @@ class Trainer:
         self.best_top1 = state.get("best_top1")
         self.best_metrics = state.get("best_metrics")
         self.last_val = state.get("metrics")
-        self.meter = Meter(state.get("train_meter"))
+        self.meter = RunningMeans(state.get("train_meter"))
         rng = state.get("rng") or {}
         ranks = rng.get("ranks", [])
         if len(ranks) == self.dist.world_size:
@@ -308,7 +312,7 @@ class Trainer:
                              _fmt_ratios(metrics["policy_ratios"]))
                     if self.best_top1 is None or metrics["top1"] > self.best_top1:
                         self.best_top1, self.best_metrics, is_best = metrics["top1"], metrics, True
-                self.epoch, self.step_in_epoch, self.meter = done, 0, Meter()
+                self.epoch, self.step_in_epoch, self.meter = done, 0, RunningMeans()
                 self.save(best=is_best or (self.val_set is None and done == cfg.optim.epochs))
         self.logger.close()
         return self.best_metrics or self.last_val or {}

@@ -1,4 +1,5 @@
-"""The one cost model of the project (SPEC section 2), used by the loss, evaluation, reports and benchmarks.
+"""The one cost model of the project (docs/paper-and-code.md#flops), used by the loss, evaluation, reports
+and benchmarks.
 
 * :func:`static_cost` counts a model's per-frame FLOPs (thop 0.0.31 convention: conv = MACs, Linear =
   2 x MACs, BN = 2 x elements) and the full cost ``(F1, F2)`` of every gated block's producers/consumers.
@@ -17,7 +18,6 @@ from adafuse.flops.counting import (
     cost_summary,
     count_flops,
     count_params,
-    model_summary,
     static_cost,
 )
 from adafuse.flops.dynamic import (
@@ -34,5 +34,5 @@ from adafuse.flops.dynamic import (
 __all__ = [
     "CONVENTIONS", "GIGA", "RULES", "ZERO_COST", "BlockCost", "StaticCost", "block_usage", "channel_usage",
     "check_convention", "cost_summary", "count_flops", "count_params", "dynamic_gflops", "dynamic_gflops_per_frame",
-    "loss_gflops", "model_summary", "static_cost", "video_accounting",
+    "loss_gflops", "static_cost", "video_accounting",
 ]

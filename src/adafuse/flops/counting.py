@@ -1,6 +1,6 @@
 """Static cost of a model: per-frame FLOPs counted with forward hooks, and its gated blocks' (F1, F2).
 
-Convention of the paper's tables (thop 0.0.31 rules, SPEC section 2), per leaf module call:
+Convention of the paper's tables (thop 0.0.31 rules, docs/paper-and-code.md#flops), per leaf module call:
 
 ==========================================  =============================================================
 Conv1d/2d/3d                                output elements x (C_in / groups x prod(kernel) [+1 if bias])
@@ -17,7 +17,7 @@ dropout, identity, flatten, TSM shift
 
 Functional ops (``x.mean`` in the policy's GAP, the fusion's ``keep * y + reuse * h``, the residual
 add, the consensus mean) are not modules and cost 0, as under thop. The adaptive average pool of a
-ResNet trunk is counted ((49 + 1) x 2048 per frame for R50): that is what gives the SPEC's 4.1102 G/frame.
+ResNet trunk is counted ((49 + 1) x 2048 per frame for R50): that is what gives TSN-R50's 4.1102 G/frame.
 A custom leaf module can state its own cost with a method ``flops(inputs, output) -> float`` (FLOPs of
 that call, whole batch). Leaf modules without a rule count 0 and are listed in :attr:`StaticCost.uncounted`.
 
@@ -39,7 +39,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from adafuse.models.fusion import AdaptiveFusion, fusion_modules
+from adafuse.models.fusion import AdaptiveFusion, fusion_modules, policy_state
+from adafuse.models.recognizer import unwrap
 from adafuse.models.temporal import TemporalShift
 
 GIGA = 1e9
@@ -299,8 +300,7 @@ def static_cost(model: nn.Module, size: int | None = None) -> StaticCost:
     ``fusion_cost_layers() -> (producers, consumers)``: lists of modules (a container costs the sum of its
     leaves); ``F1``/``F2`` are their summed per-frame costs, and either list may be empty.
     """
-    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        model = model.module
+    model = unwrap(model)
     if size is None:
         spec = getattr(model, "input_spec", None)
         size = int(getattr(spec, "size", 224))
@@ -320,26 +320,22 @@ def static_cost(model: nn.Module, size: int | None = None) -> StaticCost:
         producers, consumers = owner.fusion_cost_layers()
         block_layers.append((owner_name, f, list(producers), list(consumers)))
 
-    # The count must leave no trace: modes, injected policies, last masks, decision rules and the random
-    # generators of sampling/random policies (global and private) are restored afterwards.
-    saved = [(f.injected, f.last_mask, f.decision) for f in fusions]
+    # The count must leave no trace: modes, the policy state (policy_state restores it) and the random
+    # generators of sampling/random policies (global and private) are put back afterwards.
     generators = [g for m in model.modules() for g in vars(m).values() if isinstance(g, torch.Generator)]
     generator_states = [g.get_state() for g in generators]
     was_training = model.training
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            for f in fusions:
-                f.injected, f.decision = None, "argmax"
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+                policy_state(model, decision="argmax", masks=None):
             model.eval()
             clip = torch.zeros(1, num_frames, 3, size, size, device=device)
             released: dict[int, float] = {}
             costs, unknown = _hooked_forward(model, (clip,), released)
     finally:
         model.train(was_training)
-        for f, (injected, last_mask, decision) in zip(fusions, saved, strict=True):
-            f.injected, f.last_mask, f.decision = injected, last_mask, decision
         for g, state in zip(generators, generator_states, strict=True):
             g.set_state(state)
 
@@ -398,20 +394,3 @@ def cost_summary(arch: str, cost: StaticCost, num_classes: int) -> dict[str, Any
         "size": cost.size,
     }
 
-
-def model_summary(
-    name: str,
-    num_classes: int = 174,
-    frames: int = 8,
-    size: int | None = None,
-    policy_hidden: int | None = None,
-) -> dict[str, Any]:
-    """Build registered model ``name`` and return :func:`cost_summary` of it: ``arch, params,
-    gflops_per_video, gflops_floor_per_video, num_classes, frames, size``.
-
-    GFLOPs per video of ``frames`` frames (paper convention); ``size=None``: the model's crop size.
-    """
-    from adafuse.models import build_model
-
-    model = build_model(name, num_classes=num_classes, num_frames=frames, policy_hidden=policy_hidden)
-    return cost_summary(name, static_cost(model, size), num_classes)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from adafuse.models.fusion import fusion_modules, inject_policy, set_decision, set_num_frames
+from adafuse.models.fusion import policy_state
 
 
 @dataclass
@@ -75,13 +75,10 @@ def export_onnx(
     t = int(num_frames or model.num_frames)
     s = int(size or model.input_spec.size)
     model = model.eval()
-    inject_policy(model, None)
-    set_decision(model, "argmax")
-    set_num_frames(model, t)
     example = torch.zeros(1, t, 3, s, s)
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), policy_state(model, decision="argmax", masks=None, num_frames=t):
         warnings.simplefilter("ignore")  # tracer warnings about Python ints from shapes (T is fixed)
         try:
             torch.onnx.export(model, (example,), str(path), input_names=["clip"], output_names=["logits"],
@@ -119,16 +116,8 @@ def check_onnx(model: nn.Module, path: str | Path, batch: int = 2, tolerance: fl
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, t, 3, s, s, generator=gen)
     model = model.eval()
-    saved = [(f.injected, f.decision) for f in fusion_modules(model)]
-    try:
-        inject_policy(model, None)
-        set_decision(model, "argmax")
-        set_num_frames(model, t)
-        with torch.no_grad():
-            ref = model(x)
-    finally:
-        for f, (injected, decision) in zip(fusion_modules(model), saved, strict=True):
-            f.injected, f.decision = injected, decision
+    with torch.no_grad(), policy_state(model, decision="argmax", masks=None, num_frames=t):
+        ref = model(x)
     out = torch.from_numpy(session.run(None, {inp.name: x.numpy()})[0])
     diff = (out - ref).abs()
     rel = float((out - ref).norm() / ref.norm().clamp_min(1e-30))

@@ -192,11 +192,10 @@ class Predictor:
 
     @torch.inference_mode()
     def _torch_clip(self, clip: Tensor) -> Tensor:
-        from adafuse.models.fusion import set_decision, set_num_frames
+        from adafuse.models.fusion import policy_state
 
-        set_decision(self.model, "argmax")
-        set_num_frames(self.model, clip.shape[1])
-        return self.model(clip)
+        with policy_state(self.model, decision="argmax", num_frames=clip.shape[1]):
+            return self.model(clip)
 
     def stream(self, source: str | Path, every: int | None = None,
                on_step: Callable[[int, int, Tensor, StepReport], None] | None = None) -> Prediction:

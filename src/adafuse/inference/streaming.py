@@ -27,7 +27,7 @@ from adafuse.inference.sparse import (
     streaming_obstacle,
     unwrap,
 )
-from adafuse.models.fusion import fusion_modules, inject_policy, set_decision
+from adafuse.models.fusion import policy_state
 
 
 class StreamingRecognizer:
@@ -154,18 +154,7 @@ class StreamingRecognizer:
     @torch.inference_mode()
     def _dense_clip(self, x: Tensor, masks: Sequence[Tensor] | None) -> Tensor:
         """Dense fallback: the model's own forward (argmax decisions, or the injected masks)."""
-        from adafuse.models.fusion import set_num_frames
-
         self.last_clip_dense = True
-        model = self.model
-        saved = [(f.injected, f.decision) for f in fusion_modules(model)]
-        old_frames = int(getattr(model, "num_frames", x.shape[1]))
-        try:
-            set_decision(model, "argmax")
-            set_num_frames(model, x.shape[1])
-            inject_policy(model, list(masks) if masks is not None else None)
-            return model(x)
-        finally:
-            set_num_frames(model, old_frames)
-            for f, (injected, decision) in zip(fusion_modules(model), saved, strict=True):
-                f.injected, f.decision = injected, decision
+        with policy_state(self.model, decision="argmax", masks=list(masks) if masks is not None else None,
+                          num_frames=x.shape[1]):
+            return self.model(x)

@@ -1,4 +1,4 @@
-"""Baselines of the paper (Tables 1, 3, 6; SPEC 1.4) on a ResNet body.
+"""Baselines of the paper (Tables 1, 3, 6; see docs/paper-and-code.md) on a ResNet body.
 
 - ``lstm_r18``, ``lstm_r50``: per-frame ResNet features -> LSTM -> per-step ``Dropout + Linear`` predictions
   averaged over T (:class:`LSTMHead`). Not in the released code.
@@ -22,7 +22,7 @@ FLOPs helpers take the static costs of ``adafuse.flops.static_cost(model)`` (a `
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -30,12 +30,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adafuse.models.fusion import ACTIONS, DEFAULT_TAU, KEEP, SKIP, AdaptiveFusion
-from adafuse.models.recognizer import InputSpec, VideoRecognizer
-from adafuse.models.registry import _resnet_model, _short
-from adafuse.models.resnet import ResNet
-from adafuse.models.temporal import init_classifier
+from adafuse.models.policy import fixed_rule_factory
+from adafuse.models.recognizer import VideoRecognizer
+from adafuse.models.registry import register_model
+from adafuse.models.resnet import resnet_recognizer
+from adafuse.models.temporal import init_small_linear
 
-# Policy mix of the learned AdaFuse on Something-V1 (paper Fig. 3, SPEC 5), (skip, reuse, keep).
+# Policy mix of the learned AdaFuse on Something-V1 (paper Fig. 3), (skip, reuse, keep).
 PAPER_STHV1_MIX = (0.370, 0.258, 0.372)
 
 # i.i.d. ratios that put random_r18 at the 10.3 GFLOPs/video of the learned AdaFuse-TSN-R18 on SthV1 (Table 6
@@ -67,7 +68,7 @@ class LSTMHead(nn.Module):
         self.lstm = nn.LSTM(feature_dim, hidden, batch_first=True)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(hidden, num_classes)
-        init_classifier(self.fc)
+        init_small_linear(self.fc)
 
     def forward(self, features: Tensor) -> Tensor:
         states, _ = self.lstm(features)
@@ -80,14 +81,14 @@ def lstm_resnet(
     num_frames: int = 8,
     dropout: float = 0.5,
     lstm_hidden: int = LSTM_HIDDEN,
-    **unused: Any,
+    width: int = 64,
 ) -> VideoRecognizer:
-    """LSTM baseline: plain ResNet per frame + :class:`LSTMHead` (``policy_hidden`` is ignored)."""
-    backbone = ResNet(depth, num_frames=num_frames)
-    head = LSTMHead(backbone.feature_dim, num_classes, lstm_hidden, dropout)
-    cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout, lstm_hidden=lstm_hidden)
-    return VideoRecognizer(backbone, backbone.feature_dim, num_classes, num_frames, dropout, head=head,
-                           input_spec=InputSpec(), arch=f"lstm_{_short(depth)}", build_config=cfg)
+    """LSTM baseline: plain ResNet per frame + :class:`LSTMHead`."""
+
+    def head(feature_dim: int) -> LSTMHead:
+        return LSTMHead(feature_dim, num_classes, lstm_hidden, dropout)
+
+    return resnet_recognizer(depth, num_classes, num_frames, dropout, width=width, head=head)
 
 
 # ------------------------------------------------------------------------------------------------- Random
@@ -147,23 +148,20 @@ def random_resnet(
     ratios: Sequence[float] = RANDOM_R18_RATIOS,
     seed: int | None = 0,
     width: int = 64,
-    **unused: Any,
 ) -> VideoRecognizer:
     """Random baseline: AdaFuse-TSN body (fusion in every block) with an i.i.d. :class:`RandomPolicy`.
 
-    Block ``i`` (forward order) uses seed ``seed + i``. ``policy_hidden`` is ignored (no parameters).
+    Block ``i`` (forward order) uses seed ``seed + i``. No policy parameters.
     """
     ratios = _check_ratios(ratios)
     counter = itertools.count()
 
-    def factory(in_channels: int, channels: int, stage: int) -> AdaptiveFusion:
+    def policy(in_channels: int, channels: int) -> RandomPolicy:
         i = next(counter)
-        policy = RandomPolicy(channels, ratios, None if seed is None else seed + i)
-        return AdaptiveFusion(policy, channels, ACTIONS, num_frames)
+        return RandomPolicy(channels, ratios, None if seed is None else seed + i)
 
-    cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout, ratios=list(ratios), seed=seed)
-    return _resnet_model(f"random_{_short(depth)}", depth, num_classes, num_frames, dropout, factory,
-                         build_config=cfg, width=width)
+    factory = fixed_rule_factory(policy, ACTIONS, num_frames)
+    return resnet_recognizer(depth, num_classes, num_frames, dropout, factory, width=width)
 
 
 def _cost_numbers(cost: Any) -> tuple[list[tuple[float, float]], float]:
@@ -178,7 +176,7 @@ def _cost_numbers(cost: Any) -> tuple[list[tuple[float, float]], float]:
 
 
 def expected_random_policy_gflops(cost: Any, ratios: Sequence[float], num_frames: int = 8) -> float:
-    """Expected GFLOPs per video of an i.i.d. random policy under the FLOPs engine's rule (SPEC 2).
+    """Expected GFLOPs per video of an i.i.d. random policy under the FLOPs engine's rule (docs/paper-and-code.md).
 
     Per block and frame t, conv1's channel c is paid iff ``keep[t] or reuse[t+1]`` and conv2's input
     channel c iff it is not zero (kept, or reused at t > 0; a reuse at t = 0 reads zeros)::
@@ -304,16 +302,11 @@ def threshold_resnet(
     num_frames: int = 8,
     dropout: float = 0.5,
     keep_ratio: float = THRESHOLD_KEEP_RATIO,
-    **unused: Any,
+    width: int = 64,
 ) -> VideoRecognizer:
     """Threshold baseline: AdaFuse-TSN body with a :class:`ThresholdPolicy` in every block."""
-
-    def factory(in_channels: int, channels: int, stage: int) -> AdaptiveFusion:
-        return AdaptiveFusion(ThresholdPolicy(channels, keep_ratio), channels, ("skip", "keep"), num_frames)
-
-    cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout, keep_ratio=keep_ratio)
-    return _resnet_model(f"threshold_{_short(depth)}", depth, num_classes, num_frames, dropout, factory,
-                         build_config=cfg)
+    factory = fixed_rule_factory(lambda c_in, c: ThresholdPolicy(c, keep_ratio), ("skip", "keep"), num_frames)
+    return resnet_recognizer(depth, num_classes, num_frames, dropout, factory, width=width)
 
 
 # ------------------------------------------------------------------------------------------------- CGNet
@@ -408,19 +401,16 @@ def cgnet_resnet(
     gate_alpha: float = 2.0,
     threshold_init: float = -1.0,
     tau: float = DEFAULT_TAU,
-    **unused: Any,
+    width: int = 64,
 ) -> VideoRecognizer:
-    """CGNet-style baseline: a :class:`PartialSumGate` (skip/keep) in every block; ``policy_hidden`` is
-    ignored (the gate has no hidden layer)."""
+    """CGNet-style baseline: a :class:`PartialSumGate` (skip/keep) in every block (no hidden layer, so no
+    ``policy_hidden``)."""
 
-    def factory(in_channels: int, channels: int, stage: int) -> AdaptiveFusion:
-        gate = PartialSumGate(in_channels, channels, gate_fraction, gate_alpha, threshold_init)
-        return AdaptiveFusion(gate, channels, ("skip", "keep"), num_frames, tau)
+    def gate(in_channels: int, channels: int) -> PartialSumGate:
+        return PartialSumGate(in_channels, channels, gate_fraction, gate_alpha, threshold_init)
 
-    cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout, gate_fraction=gate_fraction,
-               gate_alpha=gate_alpha, threshold_init=threshold_init, tau=tau)
-    model = _resnet_model(f"cgnet_{_short(depth)}", depth, num_classes, num_frames, dropout, factory,
-                          build_config=cfg)
+    factory = fixed_rule_factory(gate, ("skip", "keep"), num_frames, tau)
+    model = resnet_recognizer(depth, num_classes, num_frames, dropout, factory, width=width)
     for block in model.backbone.modules():
         fusion = getattr(block, "fusion", None)
         if isinstance(fusion, AdaptiveFusion) and isinstance(fusion.policy, PartialSumGate):
@@ -428,18 +418,8 @@ def cgnet_resnet(
     return model
 
 
-def _fixed(builder: Callable[..., VideoRecognizer], depth: str) -> Callable[..., VideoRecognizer]:
-    def build(**kwargs: Any) -> VideoRecognizer:
-        return builder(depth, **kwargs)
-
-    build.__doc__ = builder.__doc__
-    return build
-
-
-MODELS: dict[str, Callable[..., VideoRecognizer]] = {
-    "lstm_r18": _fixed(lstm_resnet, "resnet18"),
-    "lstm_r50": _fixed(lstm_resnet, "resnet50"),
-    "random_r18": _fixed(random_resnet, "resnet18"),
-    "threshold_r18": _fixed(threshold_resnet, "resnet18"),
-    "cgnet_r18": _fixed(cgnet_resnet, "resnet18"),
-}
+register_model("lstm_r18", lstm_resnet, depth="resnet18")
+register_model("lstm_r50", lstm_resnet, depth="resnet50")
+register_model("random_r18", random_resnet, depth="resnet18")
+register_model("threshold_r18", threshold_resnet, depth="resnet18")
+register_model("cgnet_r18", cgnet_resnet, depth="resnet18")

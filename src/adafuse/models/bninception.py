@@ -28,7 +28,7 @@ reads channel ``c`` only); after ``inception_5b`` only the classifier reads them
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,17 +36,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adafuse.models.fusion import ACTIONS, DEFAULT_TAU, AdaptiveFusion
+from adafuse.models.fusion import ACTIONS, DEFAULT_TAU, AdaptiveFusion, GatedLayers
+from adafuse.models.policy import FusionFactory, PolicyFactory
 from adafuse.models.recognizer import InputSpec, VideoRecognizer
-from adafuse.models.registry import PolicyFactory
+from adafuse.models.registry import register_model
+from adafuse.pixels import BNINCEPTION_MEAN, BNINCEPTION_STD
 
-BNINCEPTION_INPUT = InputSpec(mean=(104.0, 117.0, 128.0), std=(1.0, 1.0, 1.0), bgr=True, value_range=255.0,
-                              size=224)
-BNINCEPTION_POLICY_HIDDEN = 128  # SPEC 1.3: H = 128, unshared -> +4.05M params
+BNINCEPTION_INPUT = InputSpec(mean=BNINCEPTION_MEAN, std=BNINCEPTION_STD, bgr=True, value_range=255.0, size=224)
+BNINCEPTION_POLICY_HIDDEN = 128  # H = 128, unshared -> +4.05M params (docs/paper-and-code.md)
 BN_EPS = 1e-5
-
-# Builds the fusion module of one inception module from (C_in, C_out, stage 3/4/5).
-FusionFactory = Callable[[int, int, int], AdaptiveFusion | None]
 
 
 @dataclass(frozen=True)
@@ -191,9 +189,9 @@ class InceptionModule(nn.Module):
         """Layers outside this module that read its (gated) output; not registered as submodules."""
         self._consumers = tuple(consumers)
 
-    def fusion_cost_layers(self) -> tuple[list[nn.Module], list[nn.Module]]:
-        """(producers, consumers) of the gated output, for the FLOPs engine (see the module docstring)."""
-        return list(self.producer_convs()), list(self._consumers)
+    def fusion_cost_layers(self) -> GatedLayers:
+        """Producers and consumers of the gated output (see the module docstring)."""
+        return GatedLayers(list(self.producer_convs()), list(self._consumers))
 
 
 class BNInception(nn.Module):
@@ -280,15 +278,20 @@ def convert_port_state_dict(state_dict: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def tsn_bninception(num_classes: int = 174, num_frames: int = 8, dropout: float = 0.5,
-                    **unused: Any) -> VideoRecognizer:
-    """TSN with BN-Inception: per-frame BN-Inception + Dropout + Linear, logits averaged over frames."""
-    cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout)
-    backbone = BNInception()
+def bninception_recognizer(num_classes: int, num_frames: int, dropout: float,
+                           fusion_factory: FusionFactory | None = None) -> VideoRecognizer:
+    backbone = BNInception(fusion_factory)
     return VideoRecognizer(backbone, backbone.feature_dim, num_classes, num_frames, dropout,
-                           input_spec=BNINCEPTION_INPUT, arch="tsn_bninception", build_config=cfg)
+                           input_spec=BNINCEPTION_INPUT)
 
 
+@register_model("tsn_bninception")
+def tsn_bninception(num_classes: int = 174, num_frames: int = 8, dropout: float = 0.5) -> VideoRecognizer:
+    """TSN with BN-Inception: per-frame BN-Inception + Dropout + Linear, logits averaged over frames."""
+    return bninception_recognizer(num_classes, num_frames, dropout)
+
+
+@register_model("adafuse_tsn_bninception")
 def adafuse_tsn_bninception(
     num_classes: int = 174,
     num_frames: int = 8,
@@ -297,23 +300,12 @@ def adafuse_tsn_bninception(
     actions: Sequence[str] = ACTIONS,
     use_history: bool = True,
     tau: float = DEFAULT_TAU,
-    **unused: Any,
 ) -> VideoRecognizer:
     """AdaFuse-TSN on BN-Inception: one policy per inception module gating its concatenated output.
 
-    ``policy_hidden``: hidden width of every policy MLP (default 128, unshared; SPEC 1.3).
+    ``policy_hidden``: hidden width of every policy MLP (default 128, unshared; docs/paper-and-code.md).
     """
     hidden = BNINCEPTION_POLICY_HIDDEN if policy_hidden is None else policy_hidden
     factory = PolicyFactory(hidden, share=False, stages=(3, 4, 5), actions=actions, use_history=use_history,
                             num_frames=num_frames, tau=tau)
-    cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout, policy_hidden=policy_hidden,
-               actions=list(actions), use_history=use_history, tau=tau)
-    backbone = BNInception(factory)
-    return VideoRecognizer(backbone, backbone.feature_dim, num_classes, num_frames, dropout,
-                           input_spec=BNINCEPTION_INPUT, arch="adafuse_tsn_bninception", build_config=cfg)
-
-
-MODELS: dict[str, Callable[..., VideoRecognizer]] = {
-    "tsn_bninception": tsn_bninception,
-    "adafuse_tsn_bninception": adafuse_tsn_bninception,
-}
+    return bninception_recognizer(num_classes, num_frames, dropout, factory)

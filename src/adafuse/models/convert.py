@@ -1,4 +1,4 @@
-"""Converter of the authors' released AdaFuse checkpoints (SPEC 6) into our models.
+"""Converter of the authors' released AdaFuse checkpoints (docs/paper-and-code.md#released-checkpoints) into our models.
 
 Released layout (facts of the released code; after the ``module.`` prefix of DataParallel is stripped):
 
@@ -49,11 +49,12 @@ import torch
 from torch import Tensor, nn
 
 from adafuse.models.fusion import ACTIONS, AdaptiveFusion, PolicyNet
+from adafuse.models.policy import quota_hidden
 from adafuse.models.pretrained import read_state_dict, unwrap_state_dict
 from adafuse.models.recognizer import VideoRecognizer
-from adafuse.models.registry import MODELS, quota_hidden
+from adafuse.models.registry import MODELS
 
-RELEASED_ACTIONS = ("skip", "reuse", "keep")
+RELEASED_ACTIONS = ACTIONS  # the released gates' action order is ours (skip, reuse, keep)
 RELEASED_GATE_LAYOUT = "channel_major"  # fc1 output row = c * num_actions + a, i.e. .view(N*T, C, A)
 
 RESNET_LAYOUTS = {  # (blocks per stage, bottleneck) -> our depth suffix

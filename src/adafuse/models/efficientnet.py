@@ -29,22 +29,19 @@ multiply-adds per image at the native resolutions 224/240/260/300) times 8 frame
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from adafuse.models.fusion import ACTIONS, DEFAULT_TAU, AdaptiveFusion
+from adafuse.models.fusion import ACTIONS, DEFAULT_TAU, AdaptiveFusion, GatedLayers
+from adafuse.models.policy import FusionFactory, PolicyFactory
 from adafuse.models.recognizer import InputSpec, VideoRecognizer
-from adafuse.models.registry import PolicyFactory
+from adafuse.models.registry import register_model
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # PyTorch convention: 1 - TensorFlow's decay 0.99
-
-# Builds the fusion module of one block from (block input channels C_in, expanded channels C, stage 1..7).
-FusionFactory = Callable[[int, int, int], AdaptiveFusion | None]
 
 
 @dataclass(frozen=True)
@@ -219,12 +216,12 @@ class MBConv(nn.Module):
             out = self.stochastic_depth(out) + x
         return out
 
-    def fusion_cost_layers(self) -> tuple[list[nn.Module], list[nn.Module]]:
-        """(producers, consumers) of the gated tensor: the expansion conv and the depthwise conv (which reads
+    def fusion_cost_layers(self) -> GatedLayers:
+        """Producers and consumers of the gated tensor: the expansion conv and the depthwise conv (which reads
         channel ``c`` only for output ``c``, so a skipped channel saves its share exactly)."""
         if self.expand is None:
-            return [], []
-        return [self.expand[0]], [self.depthwise[0]]
+            return GatedLayers([], [])
+        return GatedLayers([self.expand[0]], [self.depthwise[0]])
 
 
 class EfficientNet(nn.Module):
@@ -286,6 +283,15 @@ class EfficientNet(nn.Module):
         return self.avgpool(self.features(x)).flatten(1)
 
 
+def efficientnet_recognizer(variant: str, num_classes: int, num_frames: int, dropout: float,
+                            fusion_factory: FusionFactory | None, drop_path: float, bn_eps: float,
+                            bn_momentum: float, input_size: int | None) -> VideoRecognizer:
+    """``input_size`` defaults to the variant's native resolution and only sets ``input_spec.size``."""
+    backbone = EfficientNet(variant, fusion_factory, drop_path, bn_eps, bn_momentum)
+    return VideoRecognizer(backbone, backbone.feature_dim, num_classes, num_frames, dropout,
+                           input_spec=InputSpec(size=input_size or VARIANTS[variant].resolution))
+
+
 def tsn_efficientnet(
     variant: str,
     num_classes: int = 174,
@@ -295,18 +301,14 @@ def tsn_efficientnet(
     bn_eps: float = BN_EPS,
     bn_momentum: float = BN_MOMENTUM,
     input_size: int | None = None,
-    **unused: Any,
 ) -> VideoRecognizer:
     """TSN with EfficientNet-``variant``: per-frame EfficientNet + Dropout + Linear, logits averaged.
 
     ``input_size`` defaults to the variant's native resolution (224/240/260/300) and only sets
     ``input_spec.size``.
     """
-    cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout, drop_path=drop_path, bn_eps=bn_eps,
-               bn_momentum=bn_momentum, input_size=input_size)
-    backbone = EfficientNet(variant, None, drop_path, bn_eps, bn_momentum)
-    return VideoRecognizer(backbone, backbone.feature_dim, num_classes, num_frames, dropout,
-                           input_spec=_input_spec(variant, input_size), arch=f"tsn_eff{variant}", build_config=cfg)
+    return efficientnet_recognizer(variant, num_classes, num_frames, dropout, None, drop_path, bn_eps, bn_momentum,
+                                   input_size)
 
 
 def adafuse_efficientnet(
@@ -322,38 +324,20 @@ def adafuse_efficientnet(
     bn_eps: float = BN_EPS,
     bn_momentum: float = BN_MOMENTUM,
     input_size: int | None = None,
-    **unused: Any,
 ) -> VideoRecognizer:
     """AdaFuse-TSN on EfficientNet-``variant``: a policy in every expand-ratio-6 MBConv block, gating the
     expanded tensor before the depthwise conv.
 
-    ``policy_hidden=None`` uses the R50 quota rule (``H = 196608 // C``, Linear layers shared between blocks
-    with the same ``(2*C_in, 3*C)``; SPEC 1.3); an int gives every block its own MLP of that width.
+    ``policy_hidden=None`` uses the ResNet-50 quota rule (``H = 196608 // C``, Linear layers shared between
+    blocks with the same ``(2*C_in, 3*C)``; docs/paper-and-code.md); an int gives every block its own MLP of
+    that width.
     """
     factory = PolicyFactory(policy_hidden, stages=range(1, len(B0_STAGES) + 1), actions=actions,
                             use_history=use_history, num_frames=num_frames, tau=tau)
-    cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout, policy_hidden=policy_hidden,
-               actions=list(actions), use_history=use_history, tau=tau, drop_path=drop_path, bn_eps=bn_eps,
-               bn_momentum=bn_momentum, input_size=input_size)
-    backbone = EfficientNet(variant, factory, drop_path, bn_eps, bn_momentum)
-    return VideoRecognizer(backbone, backbone.feature_dim, num_classes, num_frames, dropout,
-                           input_spec=_input_spec(variant, input_size), arch=f"adafuse_tsn_eff{variant}",
-                           build_config=cfg)
+    return efficientnet_recognizer(variant, num_classes, num_frames, dropout, factory, drop_path, bn_eps,
+                                   bn_momentum, input_size)
 
 
-def _input_spec(variant: str, input_size: int | None) -> InputSpec:
-    return InputSpec(size=input_size or VARIANTS[variant].resolution)
-
-
-def _fixed(builder: Callable[..., VideoRecognizer], variant: str) -> Callable[..., VideoRecognizer]:
-    def build(**kwargs: Any) -> VideoRecognizer:
-        return builder(variant, **kwargs)
-
-    build.__doc__ = builder.__doc__
-    return build
-
-
-MODELS: dict[str, Callable[..., VideoRecognizer]] = {}
 for _variant in VARIANTS:
-    MODELS[f"tsn_eff{_variant}"] = _fixed(tsn_efficientnet, _variant)
-    MODELS[f"adafuse_tsn_eff{_variant}"] = _fixed(adafuse_efficientnet, _variant)
+    register_model(f"tsn_eff{_variant}", tsn_efficientnet, variant=_variant)
+    register_model(f"adafuse_tsn_eff{_variant}", adafuse_efficientnet, variant=_variant)

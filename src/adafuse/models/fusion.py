@@ -9,12 +9,17 @@ frame ``h[t] = y[t-1]`` (zeros at ``t = 0``) under a one-hot mask ``(N*T, C, 3)`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from adafuse.models.temporal import init_small_linear
+
+# The action layout of every mask (..., 3) in the project: index SKIP, REUSE, KEEP of the last dim.
 SKIP, REUSE, KEEP = 0, 1, 2
 ACTIONS = ("skip", "reuse", "keep")
 DECISIONS = ("gumbel", "argmax", "sample")
@@ -70,10 +75,17 @@ def fuse(y: Tensor, mask: Tensor, num_frames: int) -> Tensor:
     return y * keep + previous_frame(y, num_frames) * reuse
 
 
-def init_policy_linear(layer: nn.Linear) -> None:
-    """Policy layers start near-uniform: weights N(0, 0.001), zero bias (SPEC 1.1.4)."""
-    nn.init.normal_(layer.weight, 0.0, 0.001)
-    nn.init.zeros_(layer.bias)
+class GatedLayers(NamedTuple):
+    """The layers around one gated tensor ``y`` ``(N*T, C, H, W)``, described once per block type.
+
+    ``producers`` compute the channels of ``y`` (a channel that is skipped, or reused from the previous
+    frame, need not be computed); ``consumers`` read ``y`` channel by channel (a skipped channel is a zero
+    input they need not read). Either list may be empty. Every block that owns a fusion module returns this
+    from ``fusion_cost_layers()``; the FLOPs engine and the sparse executor both read it.
+    """
+
+    producers: list[nn.Module]
+    consumers: list[nn.Module]
 
 
 class PolicyNet(nn.Module):
@@ -82,8 +94,8 @@ class PolicyNet(nn.Module):
     ``v_t = GAP(x_t)``; input ``[v_{t-1}, v_t]`` (``v_{-1} = 0``) when ``use_history`` else ``v_t``;
     ``Linear -> BatchNorm1d -> ReLU -> Linear`` -> logits ``(N*T, C, A)``.
 
-    ``fc0``/``fc1`` may be passed in to share them between blocks (the R50 quota rule of SPEC 1.3); the
-    BatchNorm is always per block.
+    ``fc0``/``fc1`` may be passed in to share them between blocks (the ResNet-50 quota rule,
+    docs/paper-and-code.md); the BatchNorm is always per block.
     """
 
     learned = True
@@ -104,10 +116,10 @@ class PolicyNet(nn.Module):
         in_features = in_channels * (2 if use_history else 1)
         if fc0 is None:
             fc0 = nn.Linear(in_features, hidden)
-            init_policy_linear(fc0)
+            init_small_linear(fc0)
         if fc1 is None:
             fc1 = nn.Linear(hidden, channels * num_actions)
-            init_policy_linear(fc1)
+            init_small_linear(fc1)
         expected = ((hidden, in_features), (channels * num_actions, hidden))
         if (tuple(fc0.weight.shape), tuple(fc1.weight.shape)) != expected:
             raise ValueError(f"shared policy layers have shapes {fc0.weight.shape}, {fc1.weight.shape}; "
@@ -254,8 +266,50 @@ def set_decision(model: nn.Module, decision: str, seed: int | None = None) -> No
             f.generator = torch.Generator(device=device).manual_seed(seed + i)
 
 
+def _temporal_modules(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules()
+            if hasattr(m, "num_frames") and not isinstance(getattr(type(m), "num_frames", None), property)]
+
+
 def set_num_frames(model: nn.Module, num_frames: int) -> None:
     """Set ``num_frames`` on every temporal module (fusion, shift, heads) of ``model``."""
-    for m in model.modules():
-        if hasattr(m, "num_frames") and not isinstance(getattr(type(m), "num_frames", None), property):
-            m.num_frames = num_frames
+    for m in _temporal_modules(model):
+        m.num_frames = num_frames
+
+
+_KEEP_INJECTED: Any = object()
+
+
+@contextmanager
+def policy_state(
+    model: nn.Module,
+    decision: str | None = None,
+    seed: int | None = None,
+    masks: Sequence[Tensor] | None = _KEEP_INJECTED,
+    num_frames: int | None = None,
+) -> Iterator[list[AdaptiveFusion]]:
+    """Set the policy state of every fusion module of ``model`` for a ``with`` block; restore it on exit.
+
+    ``decision``: ``argmax``/``sample`` (see :func:`set_decision`, ``seed`` seeds sampling); ``masks``:
+    inject one ``(N*T, C, 3)`` mask per fusion module, or ``None`` to use the model's own policy (left as
+    it is when not given); ``num_frames``: clip length of every temporal module. Arguments left at
+    ``None`` change nothing. On exit the decision rules, samplers, injected masks, last masks and
+    ``num_frames`` are put back as they were, so read :func:`collect_masks` inside the block.
+    Yields the fusion modules.
+    """
+    modules = fusion_modules(model)
+    saved = [(f.decision, f.generator, f.injected, f.last_mask) for f in modules]
+    frames = [(m, m.num_frames) for m in _temporal_modules(model)]
+    try:
+        if decision is not None:
+            set_decision(model, decision, seed)
+        if masks is not _KEEP_INJECTED:
+            inject_policy(model, masks)
+        if num_frames is not None:
+            set_num_frames(model, num_frames)
+        yield modules
+    finally:
+        for f, (dec, gen, injected, last_mask) in zip(modules, saved, strict=True):
+            f.decision, f.generator, f.injected, f.last_mask = dec, gen, injected, last_mask
+        for m, n in frames:
+            m.num_frames = n

@@ -8,9 +8,13 @@ from typing import Any
 from torch import Tensor, nn
 
 from adafuse.models.temporal import AverageConsensusHead
+from adafuse.pixels import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DataParallel/DistributedDataParallel and/or ``torch.compile`` wrapper (else itself)."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
 
 
 @dataclass(frozen=True)

@@ -1,174 +1,130 @@
-"""Model names -> builders. A plain dict: ``MODELS[name](**kwargs) -> VideoRecognizer``.
+"""Model names -> builders: a plain dict filled by the :func:`register_model` decorator.
 
-Every builder accepts ``num_classes``, ``num_frames``, ``policy_hidden`` (ignored by dense models) and
-``dropout``; ``build_model`` adds ``pretrained`` (a backbone state-dict file).
+This module imports nothing of the model families; each family module (``resnet``, ``bninception``,
+``efficientnet``, ``baselines``) registers its own builders when it is imported, and
+``adafuse.models`` imports every family. A new family is one new module that calls :func:`register_model`
+plus one import line in ``adafuse/models/__init__.py``.
+
+A registered entry is strict: an argument the builder does not take raises ``TypeError`` naming the valid
+ones, and the model's ``build_config`` records every argument of the builder (defaults included, fixed
+registration arguments excluded), so ``MODELS[model.arch](**model.build_config)`` rebuilds it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
-from adafuse.models.fusion import ACTIONS, DEFAULT_TAU, AdaptiveFusion, PolicyNet
-from adafuse.models.recognizer import InputSpec, VideoRecognizer
-from adafuse.models.resnet import ResNet
-
-# SPEC 1.3: with the quota rule, H = floor(POLICY_QUOTA / C) and the Linear layers are shared between
-# blocks with the same (2*C_in, 3*C); this reproduces the released R50 parameter counts.
-POLICY_QUOTA = 196608
+Builder = Callable[..., nn.Module]
 
 
-def quota_hidden(channels: int, quota: int = POLICY_QUOTA) -> int:
-    """Hidden width of the quota rule for a gate over ``channels`` channels."""
-    return quota // channels
+def _plain(value: Any) -> Any:
+    """Tuples -> lists (recursively), so a build_config compares equal after a checkpoint round trip."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
 
 
-class PolicyFactory:
-    """Makes the fusion module of each gated block.
+class RegisteredModel:
+    """A builder with some arguments fixed at registration (``depth="resnet18"``), called with keywords only.
 
-    ``hidden=None`` uses the quota rule with Linear layers shared by shape; an int gives every block
-    its own MLP of that width. ``stages`` restricts gating to some stages (TSM+Last: ``(4,)``).
+    ``arguments``: the keywords a caller may pass, with their defaults. A fixed argument may be passed
+    again only with its fixed value (checkpoints written before it was fixed carry it).
     """
 
-    def __init__(
-        self,
-        hidden: int | None,
-        share: bool | None = None,
-        stages: Sequence[int] = (1, 2, 3, 4),
-        actions: Sequence[str] = ACTIONS,
-        use_history: bool = True,
-        num_frames: int = 8,
-        tau: float = DEFAULT_TAU,
-    ) -> None:
-        self.hidden, self.stages, self.actions = hidden, tuple(stages), tuple(actions)
-        self.share = hidden is None if share is None else share
-        self.use_history, self.num_frames, self.tau = use_history, num_frames, tau
-        self._shared: dict[tuple[int, int], tuple[nn.Linear, nn.Linear]] = {}
+    def __init__(self, name: str, builder: Builder, fixed: dict[str, Any]) -> None:
+        params = inspect.signature(builder).parameters
+        unknown = set(fixed) - set(params)
+        if unknown:
+            raise TypeError(f"{name}: fixed arguments {sorted(unknown)} are not parameters of {builder.__name__}")
+        if any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in params.values()):
+            raise TypeError(f"{name}: builder {builder.__name__} must not take *args/**kwargs (unknown keywords "
+                            "would be silently accepted)")
+        self.name, self.builder, self.fixed = name, builder, dict(fixed)
+        self.arguments = {k: p.default for k, p in params.items() if k not in fixed}
+        required = [k for k, v in self.arguments.items() if v is inspect.Parameter.empty]
+        if required:
+            raise TypeError(f"{name}: builder arguments {required} need defaults")
+        self.__doc__ = builder.__doc__
 
-    def __call__(self, in_channels: int, channels: int, stage: int) -> AdaptiveFusion | None:
-        if stage not in self.stages:
-            return None
-        hidden = self.hidden if self.hidden is not None else quota_hidden(channels)
-        fc0 = fc1 = None
-        if self.share:
-            key = (in_channels, channels)
-            if key in self._shared:
-                fc0, fc1 = self._shared[key]
-        policy = PolicyNet(in_channels, channels, hidden, len(self.actions), self.use_history, fc0, fc1)
-        if self.share:
-            self._shared.setdefault((in_channels, channels), (policy.fc0, policy.fc1))
-        return AdaptiveFusion(policy, channels, self.actions, self.num_frames, self.tau)
+    def __repr__(self) -> str:
+        fixed = ", ".join(f"{k}={v!r}" for k, v in self.fixed.items())
+        return f"RegisteredModel({self.name!r}: {self.builder.__name__}({fixed}))"
 
-
-def _resnet_model(
-    arch: str,
-    depth: str,
-    num_classes: int,
-    num_frames: int,
-    dropout: float,
-    fusion_factory: Callable[[int, int, int], AdaptiveFusion | None] | None = None,
-    shift: bool = False,
-    shift_shortcut: bool = False,
-    build_config: dict[str, Any] | None = None,
-    width: int = 64,
-) -> VideoRecognizer:
-    """``width``: base width of the ResNet (64 = standard; smaller for fast demos/tests). It is recorded in
-    ``build_config`` only when not 64, so standard models keep their build_config."""
-    if width != 64 and build_config is not None:
-        build_config = {**build_config, "width": width}
-    backbone = ResNet(depth, fusion_factory, (1, 2, 3, 4) if shift else (), shift_shortcut, num_frames, width)
-    return VideoRecognizer(backbone, backbone.feature_dim, num_classes, num_frames, dropout,
-                           input_spec=InputSpec(), arch=arch, build_config=build_config)
+    def __call__(self, **kwargs: Any) -> nn.Module:
+        unknown = sorted(set(kwargs) - set(self.arguments) - set(self.fixed))
+        if unknown:
+            raise TypeError(f"model {self.name!r} got unexpected arguments {unknown}; "
+                            f"valid arguments: {', '.join(sorted(self.arguments))}")
+        for key in set(kwargs) & set(self.fixed):
+            if _plain(kwargs.pop(key)) != _plain(self.fixed[key]):
+                raise TypeError(f"model {self.name!r} fixes {key}={self.fixed[key]!r}; use another model name "
+                                "to change it")
+        config = {k: _plain(kwargs.get(k, default)) for k, default in self.arguments.items()}
+        model = self.builder(**self.fixed, **kwargs)
+        model.arch = self.name
+        model.build_config = config
+        return model
 
 
-def tsn_resnet(depth: str, num_classes: int = 174, num_frames: int = 8, dropout: float = 0.5, width: int = 64,
-               **unused: Any) -> VideoRecognizer:
-    """Plain TSN: ImageNet ResNet per frame + average consensus."""
-    cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout)
-    return _resnet_model(f"tsn_{_short(depth)}", depth, num_classes, num_frames, dropout, build_config=cfg,
-                         width=width)
+MODELS: dict[str, RegisteredModel] = {}
 
 
-def tsm_resnet(depth: str, num_classes: int = 174, num_frames: int = 8, dropout: float = 0.5, width: int = 64,
-               **unused: Any) -> VideoRecognizer:
-    """TSM baseline: shift 1/8 + 1/8 channels in the residual branch of every block."""
-    cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout)
-    return _resnet_model(f"tsm_{_short(depth)}", depth, num_classes, num_frames, dropout, shift=True,
-                         build_config=cfg, width=width)
+def register_model(name: str, builder: Builder | None = None, **fixed: Any) -> Any:
+    """Register ``builder`` (keyword arguments with defaults, no ``**kwargs``) under ``name``.
+
+    ``@register_model("my_net")`` decorates a builder; ``register_model("tsn_r18", tsn_resnet,
+    depth="resnet18")`` registers an existing one with some arguments fixed. Returns the builder.
+    """
+
+    def add(fn: Builder) -> Builder:
+        if name in MODELS:
+            raise RuntimeError(f"model name {name!r} is registered twice ({MODELS[name]!r} and {fn.__name__})")
+        MODELS[name] = RegisteredModel(name, fn, fixed)
+        return fn
+
+    return add(builder) if builder is not None else add
 
 
-def adafuse_resnet(
-    depth: str,
-    variant: str = "tsn",
+def builder_arguments(name: str) -> dict[str, Any]:
+    """The keywords model ``name`` accepts, with their defaults (``KeyError`` for an unknown name)."""
+    return dict(_entry(name).arguments)
+
+
+def _entry(name: str) -> RegisteredModel:
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
+    return MODELS[name]
+
+
+def build_model(
+    name: str,
     num_classes: int = 174,
     num_frames: int = 8,
-    dropout: float = 0.5,
     policy_hidden: int | None = None,
-    actions: Sequence[str] = ACTIONS,
-    use_history: bool = True,
-    tau: float = DEFAULT_TAU,
-    arch: str | None = None,
-    width: int = 64,
-    **unused: Any,
-) -> VideoRecognizer:
-    """AdaFuse on ResNet. ``variant``: ``tsn`` (policy in every block), ``tsm`` (shift + policy in every
-    block), ``tsm_last`` (shift everywhere, policy in layer4 only).
+    pretrained: str | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model by name (see ``model_names()``); unknown keywords raise ``TypeError``.
 
-    Default hidden sizes (SPEC 1.3): ResNet-50/101 ``tsn``/``tsm`` use the quota rule with shared Linear
-    layers; ``tsm_last`` uses 1024 unshared; ResNet-18/34 use 512 unshared.
+    ``policy_hidden=None`` leaves the model's default (and is accepted by models without a policy
+    network). ``pretrained``: path of an ImageNet state-dict file for the backbone (torchvision key names
+    for ResNet); the classifier and policy layers always start from scratch.
     """
-    if variant not in ("tsn", "tsm", "tsm_last"):
-        raise ValueError(f"unknown AdaFuse variant {variant!r}; choose tsn, tsm or tsm_last")
-    bottleneck = depth in ("resnet50", "resnet101")
-    if policy_hidden is None and (variant == "tsm_last" or not bottleneck):
-        policy_hidden = 1024 if variant == "tsm_last" else 512
-    factory = PolicyFactory(policy_hidden, stages=(4,) if variant == "tsm_last" else (1, 2, 3, 4),
-                            actions=actions, use_history=use_history, num_frames=num_frames, tau=tau)
-    shift = variant != "tsn"
-    name = arch or f"adafuse_{variant}_{_short(depth)}"
-    cfg = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout, policy_hidden=policy_hidden,
-               actions=list(actions), use_history=use_history, tau=tau)
-    return _resnet_model(name, depth, num_classes, num_frames, dropout, factory, shift=shift,
-                         shift_shortcut=shift, build_config=cfg, width=width)
+    entry = _entry(name)
+    if policy_hidden is not None:
+        kwargs["policy_hidden"] = policy_hidden
+    model = entry(num_classes=num_classes, num_frames=num_frames, **kwargs)
+    if pretrained:
+        from adafuse.models.pretrained import load_backbone_weights
+
+        load_backbone_weights(model, pretrained)
+    return model
 
 
-def _short(depth: str) -> str:
-    return "r" + depth.removeprefix("resnet")
+def model_names() -> list[str]:
+    return sorted(MODELS)
 
-
-def _fixed(builder: Callable[..., VideoRecognizer], *args: Any, **fixed: Any) -> Callable[..., VideoRecognizer]:
-    def build(**kwargs: Any) -> VideoRecognizer:
-        return builder(*args, **{**kwargs, **fixed})
-
-    build.__doc__ = builder.__doc__
-    return build
-
-
-MODELS: dict[str, Callable[..., VideoRecognizer]] = {}
-for _depth in ("resnet18", "resnet34", "resnet50", "resnet101"):
-    _s = _short(_depth)
-    MODELS[f"tsn_{_s}"] = _fixed(tsn_resnet, _depth)
-    MODELS[f"tsm_{_s}"] = _fixed(tsm_resnet, _depth)
-    for _variant in ("tsn", "tsm", "tsm_last"):
-        MODELS[f"adafuse_{_variant}_{_s}"] = _fixed(adafuse_resnet, _depth, _variant)
-
-# Ablations of Table 6 (ResNet-18, AdaFuse-TSN body): two actions.
-MODELS["adaskip_r18"] = _fixed(adafuse_resnet, "resnet18", "tsn", actions=("skip", "keep"), use_history=False,
-                               arch="adaskip_r18")
-MODELS["adareuse_r18"] = _fixed(adafuse_resnet, "resnet18", "tsn", actions=("reuse", "keep"), arch="adareuse_r18")
-
-
-def _merge_family_registries() -> None:
-    """Families defined in their own modules register their builders in a module-level ``MODELS`` dict."""
-    from adafuse.models import baselines, bninception, efficientnet
-
-    for family in (baselines, bninception, efficientnet):
-        clash = set(family.MODELS) & set(MODELS)
-        if clash:
-            raise RuntimeError(f"model names defined twice: {sorted(clash)}")
-        MODELS.update(family.MODELS)
-
-
-_merge_family_registries()

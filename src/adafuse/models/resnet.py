@@ -6,19 +6,22 @@ A block reads top to bottom like the paper's figure::
       -> + shortcut -> relu
 
 ``fusion`` gates conv1's output (``C`` = conv1 width); conv3 of a Bottleneck is never gated.
+
+Registered models (``{depth}`` = r18, r34, r50, r101): ``tsn_{depth}``, ``tsm_{depth}``,
+``adafuse_{tsn,tsm,tsm_last}_{depth}``, and the two-action ablations ``adaskip_r18``, ``adareuse_r18``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
-from adafuse.models.fusion import AdaptiveFusion
+from adafuse.models.fusion import ACTIONS, DEFAULT_TAU, AdaptiveFusion, GatedLayers
+from adafuse.models.policy import FusionFactory, PolicyFactory
+from adafuse.models.recognizer import InputSpec, VideoRecognizer
+from adafuse.models.registry import register_model
 from adafuse.models.temporal import TemporalShift
-
-# Builds the fusion module of one block from (block input channels C_in, gated channels C, stage index).
-FusionFactory = Callable[[int, int, int], AdaptiveFusion | None]
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -48,9 +51,9 @@ class _FusionBlock(nn.Module):
             identity = self.downsample(identity)
         return x, identity
 
-    def fusion_cost_layers(self) -> tuple[list[nn.Module], list[nn.Module]]:
-        """(producers, consumers) of the gated tensor, for the FLOPs engine."""
-        return [self.conv1], [self.conv2]
+    def fusion_cost_layers(self) -> GatedLayers:
+        """conv1 produces the gated tensor, conv2 reads it."""
+        return GatedLayers([self.conv1], [self.conv2])
 
 
 class BasicBlock(_FusionBlock):
@@ -210,3 +213,84 @@ class ResNet(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.avgpool(x).flatten(1)
+
+
+# ------------------------------------------------------------------------------------------------ builders
+
+
+def short_name(depth: str) -> str:
+    """``resnet18`` -> ``r18`` (the suffix of the registered names)."""
+    return "r" + depth.removeprefix("resnet")
+
+
+def resnet_recognizer(
+    depth: str,
+    num_classes: int,
+    num_frames: int,
+    dropout: float,
+    fusion_factory: FusionFactory | None = None,
+    shift: bool = False,
+    shift_shortcut: bool = False,
+    width: int = 64,
+    head: Callable[[int], nn.Module] | None = None,
+) -> VideoRecognizer:
+    """A ResNet trunk (``width``: base width, 64 = standard) in a :class:`VideoRecognizer`. ``shift``: TSM
+    shift in every block; ``shift_shortcut``: the downsample shortcut sees the shifted input (released
+    AdaFuse-TSM; plain TSM does not). ``head(feature_dim)`` makes a clip head other than average consensus."""
+    backbone = ResNet(depth, fusion_factory, (1, 2, 3, 4) if shift else (), shift_shortcut, num_frames, width)
+    return VideoRecognizer(backbone, backbone.feature_dim, num_classes, num_frames, dropout,
+                           head=head(backbone.feature_dim) if head is not None else None, input_spec=InputSpec())
+
+
+def tsn_resnet(depth: str, num_classes: int = 174, num_frames: int = 8, dropout: float = 0.5,
+               width: int = 64) -> VideoRecognizer:
+    """Plain TSN: ImageNet ResNet per frame + average consensus."""
+    return resnet_recognizer(depth, num_classes, num_frames, dropout, width=width)
+
+
+def tsm_resnet(depth: str, num_classes: int = 174, num_frames: int = 8, dropout: float = 0.5,
+               width: int = 64) -> VideoRecognizer:
+    """TSM baseline: shift 1/8 + 1/8 channels in the residual branch of every block."""
+    return resnet_recognizer(depth, num_classes, num_frames, dropout, shift=True, width=width)
+
+
+def adafuse_resnet(
+    depth: str,
+    variant: str = "tsn",
+    num_classes: int = 174,
+    num_frames: int = 8,
+    dropout: float = 0.5,
+    policy_hidden: int | None = None,
+    actions: Sequence[str] = ACTIONS,
+    use_history: bool = True,
+    tau: float = DEFAULT_TAU,
+    width: int = 64,
+) -> VideoRecognizer:
+    """AdaFuse on ResNet. ``variant``: ``tsn`` (policy in every block), ``tsm`` (shift + policy in every
+    block), ``tsm_last`` (shift everywhere, policy in layer4 only).
+
+    Default hidden sizes (docs/paper-and-code.md): ResNet-50/101 ``tsn``/``tsm`` use the quota rule with
+    shared Linear layers; ``tsm_last`` uses 1024 unshared; ResNet-18/34 use 512 unshared.
+    """
+    if variant not in ("tsn", "tsm", "tsm_last"):
+        raise ValueError(f"unknown AdaFuse variant {variant!r}; choose tsn, tsm or tsm_last")
+    bottleneck = depth in ("resnet50", "resnet101")
+    if policy_hidden is None and (variant == "tsm_last" or not bottleneck):
+        policy_hidden = 1024 if variant == "tsm_last" else 512
+    factory = PolicyFactory(policy_hidden, stages=(4,) if variant == "tsm_last" else (1, 2, 3, 4),
+                            actions=actions, use_history=use_history, num_frames=num_frames, tau=tau)
+    shift = variant != "tsn"
+    return resnet_recognizer(depth, num_classes, num_frames, dropout, factory, shift, shift_shortcut=shift,
+                             width=width)
+
+
+for _depth in STAGES:
+    register_model(f"tsn_{short_name(_depth)}", tsn_resnet, depth=_depth)
+    register_model(f"tsm_{short_name(_depth)}", tsm_resnet, depth=_depth)
+    for _variant in ("tsn", "tsm", "tsm_last"):
+        register_model(f"adafuse_{_variant}_{short_name(_depth)}", adafuse_resnet, depth=_depth, variant=_variant)
+
+# Ablations of Table 6 (ResNet-18, AdaFuse-TSN body): two actions.
+register_model("adaskip_r18", adafuse_resnet, depth="resnet18", variant="tsn", actions=("skip", "keep"),
+               use_history=False)
+register_model("adareuse_r18", adafuse_resnet, depth="resnet18", variant="tsn", actions=("reuse", "keep"))

@@ -15,15 +15,15 @@ from typing import Any
 
 import torch
 
-from adafuse.models.recognizer import InputSpec, VideoRecognizer
+from adafuse.models.recognizer import InputSpec, VideoRecognizer, unwrap
+from adafuse.models.registry import build_model
 
 CHECKPOINT_FORMAT = "adafuse.checkpoint/1"
 
 
 def model_payload(model: VideoRecognizer, class_names: list[str] | None = None) -> dict[str, Any]:
     """The model part of a checkpoint (unwraps DDP / torch.compile wrappers)."""
-    model = getattr(model, "module", model)
-    model = getattr(model, "_orig_mod", model)
+    model = unwrap(model)
     return {
         "format": CHECKPOINT_FORMAT,
         "arch": model.arch,
@@ -49,13 +49,16 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
 def model_from_checkpoint(source: str | Path | dict[str, Any]) -> tuple[VideoRecognizer, dict[str, Any]]:
     """Rebuild the model of a checkpoint (file path or payload dict) and load its weights.
 
-    Returns ``(model in eval mode, payload)``.
+    Returns ``(model in eval mode, payload)``. A ``build_config`` key the model's builder does not take is
+    an error (``ValueError`` naming the valid keys), not silently dropped.
     """
-    from adafuse.models import build_model
-
     payload = source if isinstance(source, dict) else load_checkpoint_file(source)
     config = dict(payload.get("build_config") or {})
-    model = build_model(payload["arch"], **config)
+    try:
+        model = build_model(payload["arch"], **config)
+    except TypeError as err:
+        where = "checkpoint" if isinstance(source, dict) else str(source)
+        raise ValueError(f"{where}: its build_config does not fit model {payload['arch']!r}: {err}") from err
     model.load_state_dict(payload["model"])
     if payload.get("input_spec"):
         model.input_spec = InputSpec.from_dict(payload["input_spec"])

@@ -32,10 +32,11 @@ class TemporalShift(nn.Module):
         return temporal_shift(x, self.num_frames, self.fold_div)
 
 
-def init_classifier(fc: nn.Linear) -> None:
-    """New classifier init of SPEC 1: weights N(0, 0.001), bias 0."""
-    nn.init.normal_(fc.weight, 0.0, 0.001)
-    nn.init.zeros_(fc.bias)
+def init_small_linear(layer: nn.Linear) -> None:
+    """Init of every new Linear layer (classifiers, policy MLPs): weights N(0, 0.001), bias 0, so the
+    logits start near zero and the policy near uniform."""
+    nn.init.normal_(layer.weight, 0.0, 0.001)
+    nn.init.zeros_(layer.bias)
 
 
 class AverageConsensusHead(nn.Module):
@@ -48,7 +49,7 @@ class AverageConsensusHead(nn.Module):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(feature_dim, num_classes)
-        init_classifier(self.fc)
+        init_small_linear(self.fc)
 
     def forward(self, features: Tensor) -> Tensor:
         return self.fc(self.dropout(features)).mean(dim=1)
