@@ -36,7 +36,8 @@ import torch
 from torch import Tensor, nn
 
 from adafuse.flops import GIGA, StaticCost, dynamic_gflops, static_cost
-from adafuse.models.fusion import ACTIONS, collect_masks, fusion_modules
+from adafuse.models.fusion import ACTIONS, collect_masks, fusion_modules, policy_state
+from adafuse.models.recognizer import unwrap
 
 CALIBRATION_KEY = "budget_calibration"
 DEFAULT_TOLERANCE = 0.005  # relative error on the GFLOPs at which the bisection stops
@@ -47,11 +48,6 @@ class BudgetError(ValueError):
     """A budget the model cannot reach (above 1, below its floor, or beyond what the shift reaches)."""
 
 
-def _core(model: nn.Module) -> nn.Module:
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
-
-
 def action_costs(model: nn.Module, cost: StaticCost | None = None) -> list[Tensor]:
     """Per fusion module, the cost ``(A,)`` of each of its actions (in its ``actions`` order) for the shift.
 
@@ -59,7 +55,7 @@ def action_costs(model: nn.Module, cost: StaticCost | None = None) -> list[Tenso
     channel-weighted mean keep cost ``sum(F1 + F2) / sum(C)`` (so ``b`` is in logit units per average
     channel). ``cost``: the model's static cost (default: counted at the model's crop size; the ratios do
     not depend on the size for the supported backbones)."""
-    core = _core(model)
+    core = unwrap(model)
     cost = cost if cost is not None else static_cost(core)
     modules = fusion_modules(core)
     if len(modules) != len(cost.blocks):
@@ -76,7 +72,7 @@ def action_costs(model: nn.Module, cost: StaticCost | None = None) -> list[Tenso
 
 def install_action_costs(model: nn.Module, cost: StaticCost | None = None) -> None:
     """Set every fusion module's ``budget_cost`` to :func:`action_costs` (idempotent)."""
-    for f, c in zip(fusion_modules(_core(model)), action_costs(model, cost), strict=True):
+    for f, c in zip(fusion_modules(unwrap(model)), action_costs(model, cost), strict=True):
         f.budget_cost = c.to(f.select.device)
 
 
@@ -87,31 +83,26 @@ def set_budget_shift(model: nn.Module, shift: float) -> None:
     executor (it reads the fusion modules at every decision) and the ONNX export all use the same mapping."""
     if not math.isfinite(shift):
         raise BudgetError(f"budget shift must be finite, got {shift}")
-    modules = fusion_modules(_core(model))
-    if shift and not getattr(_core(model), "_budget_costs_installed", False):
+    modules = fusion_modules(unwrap(model))
+    if shift and not getattr(unwrap(model), "_budget_costs_installed", False):
         install_action_costs(model)  # always at the model's own crop size: one mapping per checkpoint
-        _core(model)._budget_costs_installed = True
+        unwrap(model)._budget_costs_installed = True
     for f in modules:
         f.budget_shift = float(shift)
 
 
 def get_budget_shift(model: nn.Module) -> float:
     """The shift of the model's first fusion module (0.0 for a model without one)."""
-    modules = fusion_modules(_core(model))
+    modules = fusion_modules(unwrap(model))
     return float(modules[0].budget_shift) if modules else 0.0
 
 
 @contextlib.contextmanager
 def budget_shift(model: nn.Module, shift: float) -> Iterator[None]:
     """``with budget_shift(model, b):`` applies ``b`` and restores the previous shifts on exit."""
-    modules = fusion_modules(_core(model))
-    saved = [f.budget_shift for f in modules]
-    try:
+    with policy_state(unwrap(model)):
         set_budget_shift(model, shift)
         yield
-    finally:
-        for f, s in zip(modules, saved, strict=True):
-            f.budget_shift = s
 
 
 @dataclass
@@ -130,7 +121,7 @@ def clip_cost(model: nn.Module, clips: Tensor, shift: float, cost: StaticCost | 
               batch_size: int = 16) -> ClipCost:
     """Mean GFLOPs per video of ``model`` (argmax policy, dense forward) on ``clips`` ``(N, T, 3, H, W)`` at
     budget shift ``shift``, by the FLOPs engine's dynamic cost of its masks."""
-    core = _core(model)
+    core = unwrap(model)
     if clips.dim() != 5 or clips.shape[0] == 0:
         raise ValueError(f"expected clips (N, T, 3, H, W) with N >= 1, got shape {tuple(clips.shape)}")
     cost = cost if cost is not None else static_cost(core, int(clips.shape[-1]))
@@ -138,26 +129,22 @@ def clip_cost(model: nn.Module, clips: Tensor, shift: float, cost: StaticCost | 
     if not modules:
         raise BudgetError("the model has no adaptive fusion: its cost does not depend on a budget")
     n, t = clips.shape[:2]
-    saved = [(f.decision, f.budget_shift) for f in modules]
     was_training = core.training
     device = modules[0].select.device
     core.eval()
     total, counts, channels = 0.0, torch.zeros(3, dtype=torch.float64), 0
     try:
-        for f in modules:
-            f.decision = "argmax"
-        set_budget_shift(core, shift)
-        for i in range(0, n, batch_size):
-            x = clips[i:i + batch_size].to(device)
-            core(x)
-            masks = collect_masks(core)
-            total += float(dynamic_gflops(cost, masks, t).sum())
-            for m in masks:
-                counts += m.double().sum(dim=(0, 1)).cpu()
-                channels += m.shape[0] * m.shape[1]
+        with policy_state(core, decision="argmax"):
+            set_budget_shift(core, shift)
+            for i in range(0, n, batch_size):
+                x = clips[i:i + batch_size].to(device)
+                core(x)
+                masks = collect_masks(core)
+                total += float(dynamic_gflops(cost, masks, t).sum())
+                for m in masks:
+                    counts += m.double().sum(dim=(0, 1)).cpu()
+                    channels += m.shape[0] * m.shape[1]
     finally:
-        for f, (decision, s) in zip(modules, saved, strict=True):
-            f.decision, f.budget_shift = decision, s
         core.train(was_training)
     per_video = total / n
     all_keep = cost.total * t / GIGA
@@ -212,7 +199,7 @@ def calibrate(model: nn.Module, clips: Tensor, budget: float, cost: StaticCost |
     ``tolerance`` or ``max_evaluations`` forward passes were spent; it returns the closest point seen.
     Raises :class:`BudgetError` for a budget above 1, below the floor, or beyond what the shift reaches
     (e.g. a reuse/keep model cannot skip)."""
-    core = _core(model)
+    core = unwrap(model)
     cost = cost if cost is not None else static_cost(core, int(clips.shape[-1]))
     floor, _ = budget_range(core, cost)
     check_budget(budget, floor)

@@ -293,12 +293,13 @@ def policy_state(
     ``decision``: ``argmax``/``sample`` (see :func:`set_decision`, ``seed`` seeds sampling); ``masks``:
     inject one ``(N*T, C, 3)`` mask per fusion module, or ``None`` to use the model's own policy (left as
     it is when not given); ``num_frames``: clip length of every temporal module. Arguments left at
-    ``None`` change nothing. On exit the decision rules, samplers, injected masks, last masks and
-    ``num_frames`` are put back as they were, so read :func:`collect_masks` inside the block.
+    ``None`` change nothing. On exit the decision rules, samplers, injected masks, last masks, budget
+    shifts (set inside the block with ``adafuse.inference.budget.set_budget_shift``) and ``num_frames`` are
+    put back as they were, so read :func:`collect_masks` inside the block.
     Yields the fusion modules.
     """
     modules = fusion_modules(model)
-    saved = [(f.decision, f.generator, f.injected, f.last_mask) for f in modules]
+    saved = [(f.decision, f.generator, f.injected, f.last_mask, f.budget_shift) for f in modules]
     frames = [(m, m.num_frames) for m in _temporal_modules(model)]
     try:
         if decision is not None:
@@ -309,7 +310,7 @@ def policy_state(
             set_num_frames(model, num_frames)
         yield modules
     finally:
-        for f, (dec, gen, injected, last_mask) in zip(modules, saved, strict=True):
-            f.decision, f.generator, f.injected, f.last_mask = dec, gen, injected, last_mask
+        for f, (dec, gen, injected, last_mask, shift) in zip(modules, saved, strict=True):
+            f.decision, f.generator, f.injected, f.last_mask, f.budget_shift = dec, gen, injected, last_mask, shift
         for m, n in frames:
             m.num_frames = n
