@@ -23,8 +23,9 @@ import torch
 from PIL import Image
 
 from adafuse.data import (
+    EpochSampler,
     VideoDataset,
-    build_dataloader,
+    build_loader,
     generate_synthetic,
     read_frame_folder,
     read_video_frames,
@@ -57,9 +58,11 @@ def make_320x240(root: Path, videos: int, frames: int) -> tuple[Path, Path]:
 def loader_throughput(list_file: Path, size: int, workers: int, epochs: int, batch_size: int = 8) -> float:
     """Clips/s over ``epochs`` passes through the list (the first batch, worker start-up, excluded)."""
     ds = VideoDataset(list_file, num_frames=T, train=True, transform=train_transform(size))
-    loader = build_dataloader(ds, batch_size=batch_size, num_workers=workers, shuffle=True, seed=0)
+    sampler = EpochSampler(len(ds), True, seed=0)
+    loader = build_loader(ds, sampler, batch_size, workers, 0)
     clips, start = 0, None
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
         for batch in loader:
             if start is None:
                 start = time.perf_counter()

@@ -7,8 +7,9 @@ import pytest
 import torch
 from datahelpers import write_frames
 
-from adafuse.data.dataset import VideoDataset, build_dataloader, collate_videos
+from adafuse.data.dataset import SkippedSample, VideoDataset, collate_videos
 from adafuse.data.errors import ListFormatError, VideoReadError
+from adafuse.data.loader import EpochSampler, build_loader
 from adafuse.data.transforms import eval_transform, train_transform
 
 
@@ -76,16 +77,16 @@ def test_skip_mode_returns_none_and_counts_across_workers(tmp_path):
     lines = [f"good 10 {i % 3}" if i % 4 else f"missing_{i} 10 0" for i in range(12)]
     lst = make_list(tmp_path, lines)
     ds = VideoDataset(lst, num_frames=4, train=True, transform=train_transform(16), on_error="skip")
-    assert ds[0] is None and ds.num_skipped == 1
+    assert isinstance(ds[0], SkippedSample) and ds[0].index == 0 and ds.num_skipped == 2
     assert ds[1]["label"] == 1
-    loader = build_dataloader(ds, batch_size=4, num_workers=2, shuffle=False, seed=0)
+    loader = build_loader(ds, EpochSampler(len(ds), False), 4, 2, 0)
     total_skipped = total_seen = 0
     for batch in loader:
         total_skipped += batch["num_skipped"]
         total_seen += 0 if batch["video"] is None else batch["video"].shape[0]
     assert (total_skipped, total_seen) == (3, 9)
-    all_bad = collate_videos([None, None])
-    assert all_bad["video"] is None and all_bad["num_skipped"] == 2
+    all_bad = collate_videos([ds[0], ds[4]])
+    assert all_bad["video"] is None and all_bad["num_skipped"] == 2 and all_bad["skipped"] == [0, 4]
 
 
 def test_label_range_checked(tmp_path):
@@ -98,7 +99,7 @@ def test_label_range_checked(tmp_path):
 def test_loader_is_reproducible(tiny_synth):
     def first_batch(workers):
         ds = VideoDataset(tiny_synth.train_frames, num_frames=4, transform=small_train(), seed=0)
-        loader = build_dataloader(ds, batch_size=6, num_workers=workers, shuffle=True, seed=123)
+        loader = build_loader(ds, EpochSampler(len(ds), True, seed=123), 6, workers, 123)
         batch = next(iter(loader))
         return batch["index"], batch["frame_indices"], batch["video"]
 
@@ -128,6 +129,6 @@ def test_errors_cross_process_boundaries(tmp_path):
 
     lst = make_list(tmp_path, ["missing_dir 10 0"])
     ds = VideoDataset(lst, num_frames=4, transform=train_transform(16))
-    loader = build_dataloader(ds, batch_size=1, num_workers=1, shuffle=False)
+    loader = build_loader(ds, EpochSampler(len(ds), False), 1, 1, 0)
     with pytest.raises(VideoReadError, match=r"list.txt:1"):
         next(iter(loader))

@@ -1,5 +1,6 @@
-"""Data: list files and official annotations, decoders (frame folders, PyAV), TSN sampling, clip
-transforms, the dataset/DataLoader, data preparation/checking/extraction, and the synthetic benchmark.
+"""Data: list files and official annotations, media sources (frame folders and video files, one definition
+of their frames: :mod:`adafuse.data.media`), TSN sampling, clip transforms, the dataset and the one
+DataLoader (:mod:`adafuse.data.loader`), data preparation/checking/extraction, and the synthetic benchmark.
 
 ``data`` imports nothing higher in the package (never ``adafuse.models``).
 """
@@ -16,7 +17,7 @@ from adafuse.data.annotations import (
     read_sthv2,
 )
 from adafuse.data.check import CheckReport, Problem, check_list
-from adafuse.data.dataset import VideoDataset, build_dataloader, collate_videos, seed_worker, set_epoch
+from adafuse.data.dataset import SkippedSample, VideoDataset, collate_videos
 from adafuse.data.decode import (
     DEFAULT_TEMPLATE,
     VideoInfo,
@@ -37,6 +38,8 @@ from adafuse.data.lists import (
     write_classes,
     write_list,
 )
+from adafuse.data.loader import EpochSampler, SeededClips, build_loader
+from adafuse.data.media import FrameFolder, MediaSource, VideoSource, media_kind, open_source
 from adafuse.data.prepare import PrepareReport, build_lists, prepare_dataset
 from adafuse.data.sampling import (
     FrameSampler,
@@ -97,23 +100,29 @@ __all__ = [
     "ClipTransform",
     "Compose",
     "DataError",
+    "EpochSampler",
     "ExtractReport",
+    "FrameFolder",
     "FrameSampler",
     "HorizontalFlip",
     "ListFormatError",
+    "MediaSource",
     "MultiScaleCrop",
     "Normalize",
     "PrepareReport",
     "Problem",
     "Resize",
     "ResizeShort",
+    "SeededClips",
+    "SkippedSample",
     "SynthDataset",
     "ThreeCrop",
     "VideoDataset",
     "VideoInfo",
     "VideoReadError",
     "VideoRecord",
-    "build_dataloader",
+    "VideoSource",
+    "build_loader",
     "build_lists",
     "check_list",
     "collate_videos",
@@ -141,8 +150,8 @@ __all__ = [
     "read_sthv2",
     "read_video_frames",
     "render_clip",
-    "seed_worker",
-    "set_epoch",
+    "media_kind",
+    "open_source",
     "synth_settings",
     "to_clip",
     "train_transform",

@@ -1,4 +1,5 @@
-"""The video dataset (frame folders or video files, one list file) and its DataLoader factory.
+"""The video dataset (frame folders or video files, one list file) and its collate function (the DataLoader
+is :func:`adafuse.data.loader.build_loader`).
 
 A sample is a dict::
 
@@ -7,35 +8,45 @@ A sample is a dict::
      "source": str (resolved folder or file), "frame_indices": int64 (T,) or (V, T), 0-based}
 
 and a batch (from :func:`collate_videos`) stacks them: ``video`` ``(N, T, 3, H, W)``, ``label`` ``(N,)``,
-``index`` ``(N,)``, ``frame_indices`` ``(N, T)``, ``id``/``source`` lists, plus ``num_skipped`` (int).
+``index`` ``(N,)``, ``frame_indices`` ``(N, T)``, ``id``/``source`` lists, plus ``num_skipped`` (int) and
+``skipped`` (list positions of the skipped samples).
 
-Bad input is never replaced by other data. With ``on_error="raise"`` (default) an unreadable sample
-raises :class:`VideoReadError` naming the file and the list line. With ``on_error="skip"`` the sample
-comes back as None, a warning is logged, the collate function drops it, and the batch's
-``num_skipped`` says how many were dropped: summing ``batch["num_skipped"]`` over an epoch gives the
-total across all workers (``dataset.num_skipped`` only counts the current process). A batch in which
-every sample was skipped has ``video`` = None.
+Sources are read through :func:`adafuse.data.media.open_source`, so a truncated video or a frame folder
+with a gap is an error even when the sampled frames happen to exist. Bad input is never replaced by other
+data. With ``on_error="raise"`` (default) an unreadable sample raises :class:`VideoReadError` naming the
+file and the list line. With ``on_error="skip"`` the sample comes back as a :class:`SkippedSample`, a
+warning is logged, the collate function drops it, and the batch's ``num_skipped`` says how many were
+dropped: summing ``batch["num_skipped"]`` over an epoch gives the total across all workers
+(``dataset.num_skipped`` only counts the current process). A batch in which every sample was skipped has
+``video`` = None.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
-from adafuse.data.decode import DEFAULT_TEMPLATE, count_folder_frames, probe_video, read_frame_folder, read_video_frames
+from adafuse.data.decode import DEFAULT_TEMPLATE
 from adafuse.data.errors import ListFormatError, VideoReadError
 from adafuse.data.lists import ListKind, VideoRecord, read_classes, read_list
+from adafuse.data.media import MediaSource, VideoSource, open_source
 from adafuse.data.sampling import FrameSampler
 from adafuse.data.transforms import ClipTransform, eval_transform, to_clip, train_transform
 
 log = logging.getLogger(__name__)
+
+
+class SkippedSample(NamedTuple):
+    """What ``dataset[i]`` returns for an unreadable sample with ``on_error="skip"``."""
+
+    index: int
+    reason: str
 
 
 class VideoDataset(Dataset):
@@ -56,8 +67,8 @@ class VideoDataset(Dataset):
         on_error: ``"raise"`` or ``"skip"`` (see the module docstring).
         num_classes: if given, labels outside ``[0, num_classes)`` raise :class:`ListFormatError`.
         classes: class names, or a ``classes.txt`` path; default: ``classes.txt`` next to the list if any.
-        seed: seed of the sampling/augmentation generator in the main process (workers are reseeded by
-            :func:`build_dataloader`).
+        seed: seed of the sampling/augmentation generator (:class:`adafuse.data.loader.SeededClips` reseeds it
+            per clip).
         decode_threads: threads per video decoder; video_seek: see :func:`read_video_frames`.
     """
 
@@ -135,23 +146,21 @@ class VideoDataset(Dataset):
         """Restart the sampling/augmentation generator (called in each DataLoader worker)."""
         self._rng = np.random.default_rng(seed)
 
+    def source(self, index: int) -> MediaSource:
+        """The :class:`~adafuse.data.media.MediaSource` of video ``index``."""
+        src = open_source(self.records[index].resolve(self.root), self.template, self.start_index)
+        if isinstance(src, VideoSource):
+            src.seek, src.threads = self.video_seek, self.decode_threads
+        return src
+
     def frame_count(self, index: int) -> int:
-        """Frames of video ``index``: from the list, else counted (folder) or probed (video), cached."""
+        """Frames of video ``index``: from the list, else the source's count (:mod:`adafuse.data.media`), cached."""
         rec = self.records[index]
         if rec.num_frames is not None:
             return rec.num_frames
         if index not in self._counts:
-            path = rec.resolve(self.root)
-            if rec.is_video:
-                self._counts[index] = probe_video(path).num_frames
-            else:
-                self._counts[index] = count_folder_frames(path, self.template, self.start_index)
+            self._counts[index] = self.source(index).num_frames
         return self._counts[index]
-
-    def _decode(self, rec: VideoRecord, path: str, indices: np.ndarray) -> np.ndarray:
-        if rec.is_video:
-            return read_video_frames(path, indices, seek=self.video_seek, threads=self.decode_threads)
-        return read_frame_folder(path, indices, self.template, self.start_index)
 
     def load(self, index: int) -> dict[str, Any]:
         """The sample ``index`` (always raises on bad input, whatever ``on_error`` says)."""
@@ -162,10 +171,10 @@ class VideoDataset(Dataset):
             raise VideoReadError(path, f"has {n} frames")
         clips = self.sampler(n, self._rng)  # (C, T)
         try:
-            frames = self._decode(rec, path, clips.reshape(-1))
+            frames = self.source(index).read(clips.reshape(-1))
         except VideoReadError as e:
             if rec.num_frames is not None:
-                raise VideoReadError(e.source, f"{e.reason} (the list says {n} frames)") from e
+                raise VideoReadError(e.source, f"{e.reason} (the list says {n} frames)", kind=e.kind) from e
             raise
         frames = frames.reshape(*clips.shape, *frames.shape[1:])  # (C, T, H, W, 3)
         label = rec.label
@@ -189,27 +198,30 @@ class VideoDataset(Dataset):
             "frame_indices": frame_indices,
         }
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
+    def __getitem__(self, index: int) -> dict[str, Any] | SkippedSample:
         rec = self.records[index]
         try:
             return self.load(index)
         except VideoReadError as e:
-            err = VideoReadError(e.source or rec.resolve(self.root), e.reason, rec.list_file, rec.line)
+            err = VideoReadError(e.source or rec.resolve(self.root), e.reason, rec.list_file, rec.line, kind=e.kind)
             if self.on_error == "raise":
                 raise err from e
             self.num_skipped += 1
             log.warning("skipping sample %d: %s", index, err)
-            return None
+            return SkippedSample(index, str(err))
 
 
-def collate_videos(batch: list[dict[str, Any] | None]) -> dict[str, Any]:
-    """Stack samples into a batch, dropping None (skipped) samples; ``num_skipped`` counts them.
+def collate_videos(batch: list[dict[str, Any] | SkippedSample | None]) -> dict[str, Any]:
+    """Stack samples into a batch, dropping skipped samples (:class:`SkippedSample` or None); ``num_skipped``
+    counts them and ``skipped`` lists the positions of those that carry one.
 
     Returns ``{"video": (N, T, 3, H, W) or (N, V, T, 3, H, W) | None, "label": (N,), "index": (N,),
-    "frame_indices": (N, T) or (N, V, T), "id": [str], "source": [str], "num_skipped": int}``.
+    "frame_indices": (N, T) or (N, V, T), "id": [str], "source": [str], "num_skipped": int,
+    "skipped": [int]}``.
     """
-    kept = [s for s in batch if s is not None]
-    out: dict[str, Any] = {"num_skipped": len(batch) - len(kept)}
+    kept = [s for s in batch if isinstance(s, dict)]
+    out: dict[str, Any] = {"num_skipped": len(batch) - len(kept),
+                           "skipped": [s.index for s in batch if isinstance(s, SkippedSample)]}
     if not kept:
         out.update(video=None, label=None, index=None, frame_indices=None, id=[], source=[])
         return out
@@ -220,68 +232,3 @@ def collate_videos(batch: list[dict[str, Any] | None]) -> dict[str, Any]:
     out["id"] = [s["id"] for s in kept]
     out["source"] = [s["source"] for s in kept]
     return out
-
-
-def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: seeds ``random``, ``numpy`` and the dataset's generator from the
-    worker's torch seed (itself derived from the loader's seeded generator), so runs repeat exactly."""
-    info = torch.utils.data.get_worker_info()
-    seed = info.seed if info is not None else torch.initial_seed()
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    dataset = info.dataset if info is not None else None
-    if dataset is not None and hasattr(dataset, "reseed"):
-        dataset.reseed(seed)
-
-
-def build_dataloader(
-    dataset: Dataset,
-    batch_size: int,
-    num_workers: int = 0,
-    shuffle: bool = True,
-    distributed: bool = False,
-    seed: int = 0,
-    drop_last: bool = False,
-    pin_memory: bool | None = None,
-    prefetch_factor: int | None = None,
-) -> DataLoader:
-    """A DataLoader for a :class:`VideoDataset` (or any dataset of sample dicts).
-
-    ``distributed``: a :class:`DistributedSampler` (needs an initialised process group; call
-    :func:`set_epoch` every epoch so shuffling changes). Workers are persistent and seeded from ``seed``
-    (and the rank, so ranks augment differently); ``pin_memory`` defaults to CUDA availability.
-    The collate function is :func:`collate_videos` (drops skipped samples, reports ``num_skipped``).
-    """
-    rank = 0
-    sampler = None
-    if distributed:
-        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
-        rank = sampler.rank
-    generator = torch.Generator()
-    generator.manual_seed(seed + 1_000_003 * rank)
-    if num_workers == 0 and hasattr(dataset, "reseed"):
-        dataset.reseed(seed + 1_000_003 * rank)
-    kwargs: dict[str, Any] = {}
-    if num_workers > 0:
-        kwargs["persistent_workers"] = True
-        if prefetch_factor is not None:
-            kwargs["prefetch_factor"] = prefetch_factor
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle if sampler is None else False,
-        sampler=sampler,
-        num_workers=num_workers,
-        collate_fn=collate_videos,
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        drop_last=drop_last,
-        worker_init_fn=seed_worker,
-        generator=generator,
-        **kwargs,
-    )
-
-
-def set_epoch(loader: DataLoader, epoch: int) -> None:
-    """Tell a distributed sampler which epoch it is (no-op for other samplers)."""
-    if hasattr(loader.sampler, "set_epoch"):
-        loader.sampler.set_epoch(epoch)

@@ -38,18 +38,20 @@ def frame_path(folder: str | os.PathLike, index: int, template: str = DEFAULT_TE
 def count_folder_frames(
     folder: str | os.PathLike, template: str = DEFAULT_TEMPLATE, start_index: int = 1
 ) -> int:
-    """Number of consecutive frames ``template.format(start_index), ...`` present in ``folder``.
+    """Frames of a frame folder by the one definition (:class:`adafuse.data.media.FrameFolder`): the highest
+    frame number present, 0 for a folder without frames. Gaps are not checked here.
 
     Raises :class:`VideoReadError` if ``folder`` is not a directory.
     """
+    from adafuse.data.media import FrameFolder
+
+    src = FrameFolder(os.fspath(folder), template, start_index)
+    if not src.numbers:
+        return 0
     try:
-        names = set(os.listdir(folder))
-    except OSError as e:
-        raise VideoReadError(folder, f"cannot list frame folder ({e.strerror or e})") from e
-    n = 0
-    while template.format(n + start_index) in names:
-        n += 1
-    return n
+        return src.num_frames
+    except VideoReadError:
+        return 0
 
 
 def _open_rgb(path: str) -> np.ndarray:
@@ -66,27 +68,15 @@ def read_frame_folder(
     template: str = DEFAULT_TEMPLATE,
     start_index: int = 1,
 ) -> np.ndarray:
-    """Read frames ``indices`` (0-based) of a frame folder -> uint8 ``(T, H, W, 3)`` RGB.
+    """Read frames ``indices`` (0-based) of a frame folder -> uint8 ``(T, H, W, 3)`` RGB
+    (:meth:`adafuse.data.media.FrameFolder.read`).
 
     Each distinct frame is decoded once. Raises :class:`VideoReadError` naming the frame file if it is
-    missing or cannot be decoded, or if the frames differ in size.
+    missing or cannot be decoded, if the folder has a gap, or if the frames differ in size.
     """
-    folder = os.fspath(folder)
-    decoded: dict[int, np.ndarray] = {}
-    for i in sorted({int(x) for x in indices}):
-        path = frame_path(folder, i, template, start_index)
-        try:
-            decoded[i] = _open_rgb(path)
-        except FileNotFoundError as e:
-            if not os.path.isdir(folder):
-                raise VideoReadError(folder, "frame folder does not exist") from e
-            raise VideoReadError(path, f"frame {i} (0-based) is missing") from e
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise VideoReadError(path, f"cannot decode frame image: {e}") from e
-    shapes = {a.shape for a in decoded.values()}
-    if len(shapes) > 1:
-        raise VideoReadError(folder, f"frames have different sizes {sorted(shapes)}")
-    return np.stack([decoded[int(i)] for i in indices])
+    from adafuse.data.media import FrameFolder
+
+    return FrameFolder(os.fspath(folder), template, start_index).read(indices)
 
 
 # ------------------------------------------------------------------------------------------ video files
@@ -117,7 +107,7 @@ def open_video(path: str):
     try:
         container = av.open(path)
     except FileNotFoundError as e:
-        raise VideoReadError(path, "video file does not exist") from e
+        raise VideoReadError(path, "video file does not exist", kind="missing") from e
     except Exception as e:  # av.error.FFmpegError and friends: not a readable container
         raise VideoReadError(path, f"cannot open video: {e}") from e
     if not container.streams.video:
@@ -133,13 +123,55 @@ def _video_packets(container, stream, path: str) -> list:
         raise VideoReadError(path, f"cannot demux video (truncated or corrupt?): {e}") from e
 
 
+def declared_frames(container, path: str) -> int:
+    """The frame count a container declares: its frame count (mp4, avi), else its declared duration x
+    average frame rate, rounded (webm, mkv: they store no count). Raises :class:`VideoReadError` when it
+    declares neither."""
+    stream = container.streams.video[0]
+    if stream.frames and stream.frames > 0:
+        return int(stream.frames)
+    rate = stream.average_rate or stream.guessed_rate
+    duration = _duration(container, stream)
+    if duration is None or not rate:
+        raise VideoReadError(path, "the container declares neither a frame count nor a duration and frame rate")
+    return int(round(duration * float(rate)))
+
+
+def _duration(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return None
+
+
+def _check_packets(path: str, found: int, declared: int) -> None:
+    if found < declared:
+        raise VideoReadError(path, f"truncated: the container declares {declared} frames, the file holds only "
+                                   f"{found}", kind="truncated")
+
+
+def count_packets(path: str | os.PathLike, expected: int | None = None) -> int:
+    """Demux (no decoding) and count the video packets; with ``expected`` (the declared count), raise
+    :class:`VideoReadError` (``kind="truncated"``) when there are fewer."""
+    path = os.fspath(path)
+    container = open_video(path)
+    try:
+        n = len(_video_packets(container, container.streams.video[0], path))
+    finally:
+        container.close()
+    if expected is not None:
+        _check_packets(path, n, expected)
+    return n
+
+
 def probe_video(path: str | os.PathLike, count: Literal["auto", "packets", "estimate"] = "auto") -> VideoInfo:
     """Frame count, rate and size of a video file.
 
-    ``count="auto"`` trusts the container's frame count when it has one (mp4, avi) and otherwise counts
-    the packets (webm reports 0 frames; counting packets reads the file but decodes nothing);
-    ``"packets"`` always counts packets; ``"estimate"`` uses duration x rate when there is no count
-    (fast, ``exact=False``). Raises :class:`VideoReadError`.
+    ``count="auto"`` (or ``"estimate"``): the declared count (:func:`declared_frames`, reads only the
+    header; the definition every part of the toolkit uses); ``"packets"``: the packets actually in the
+    file (reads the file, decodes nothing). ``exact`` is False when the count comes from duration x rate.
+    Raises :class:`VideoReadError`.
     """
     path = os.fspath(path)
     container = open_video(path)
@@ -147,20 +179,12 @@ def probe_video(path: str | os.PathLike, count: Literal["auto", "packets", "esti
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / 1_000_000
+        duration = _duration(container, stream)
+        exact = bool(stream.frames and stream.frames > 0)
+        if count == "packets":
+            n, exact = len(_video_packets(container, stream, path)), True
         else:
-            duration = None
-        n, exact = int(stream.frames or 0), True
-        if count == "packets" or (n <= 0 and count == "auto"):
-            n = len(_video_packets(container, stream, path))
-        elif n <= 0:
-            if duration is None or fps is None:
-                n = len(_video_packets(container, stream, path))
-            else:
-                n, exact = max(1, int(round(duration * fps))), False
+            n = declared_frames(container, path)
         return VideoInfo(
             num_frames=n,
             exact=exact,
@@ -189,7 +213,8 @@ def read_video_frames(
     ``seek``: ``"auto"`` jumps to the keyframe before a requested frame when that skips at least a
     quarter of the decoding, ``"never"`` decodes from the start, ``"always"`` jumps whenever possible.
     ``threads``: decoder threads (1 suits DataLoader workers). Raises :class:`VideoReadError` if the video
-    cannot be opened or decoded, or has fewer frames than an index asks for.
+    cannot be opened or decoded, is truncated (fewer packets than its declared frame count,
+    :func:`declared_frames`), or has fewer frames than an index asks for.
     """
     path = os.fspath(path)
     wanted = sorted({int(i) for i in indices})
@@ -201,10 +226,13 @@ def read_video_frames(
     try:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = threads
+        declared = declared_frames(container, path)
         packets = _video_packets(container, stream, path)
-        if wanted[-1] >= len(packets):
+        _check_packets(path, len(packets), declared)
+        if wanted[-1] >= declared:
             raise VideoReadError(
-                path, f"frame {wanted[-1]} (0-based) requested but the video has only {len(packets)} frames"
+                path, f"frame {wanted[-1]} (0-based) requested but the video has only {declared} frames",
+                kind="short",
             )
         try:
             frames = _decode_wanted(stream, packets, wanted, seek)
@@ -215,13 +243,14 @@ def read_video_frames(
         missing = [i for i in wanted if i not in frames]
         if missing:
             raise VideoReadError(
-                path, f"{len(missing)} requested frames could not be decoded (first: {missing[0]}, 0-based)"
+                path, f"{len(missing)} requested frames could not be decoded (first: {missing[0]}, 0-based)",
+                kind="truncated",
             )
     finally:
         container.close()
     shapes = {a.shape for a in frames.values()}
     if len(shapes) > 1:
-        raise VideoReadError(path, f"decoded frames have different sizes {sorted(shapes)}")
+        raise VideoReadError(path, f"decoded frames have different sizes {sorted(shapes)}", kind="size")
     return np.stack([frames[int(i)] for i in indices])
 
 

@@ -16,6 +16,9 @@ def where(path: str | Path | None, line: int | None = None) -> str:
     return f"{path}:{line}" if line is not None else str(path)
 
 
+READ_ERROR_KINDS = ("missing", "unreadable", "truncated", "gap", "short", "empty", "size")
+
+
 class DataError(Exception):
     """Base class of data errors."""
 
@@ -46,7 +49,10 @@ class VideoReadError(DataError):
     """A video file or frame folder that cannot be read as the list says.
 
     Attributes: ``source`` (the video file or frame folder), ``list_file``/``line`` (the list line that
-    names it, when known), ``reason``.
+    names it, when known), ``reason``, and ``kind``: what is wrong, one of :data:`READ_ERROR_KINDS`
+    (``missing``, ``unreadable``, ``truncated``: a video ends before its declared frame count, ``gap``: a
+    frame file is missing below the folder's highest frame, ``short``: fewer frames than asked for,
+    ``empty``, ``size``: frames of different sizes).
     """
 
     def __init__(
@@ -55,7 +61,9 @@ class VideoReadError(DataError):
         reason: str | None = None,
         list_file: str | Path | None = None,
         line: int | None = None,
+        kind: str = "unreadable",
     ) -> None:
+        self.kind = kind
         if reason is None:  # a preformatted message (pickle / DataLoader re-raise)
             self.source, self.reason, self.list_file, self.line = "", str(source), None, None
             super().__init__(str(source))
@@ -69,5 +77,5 @@ class VideoReadError(DataError):
 
     def __reduce__(self):
         if not self.source:
-            return type(self), (self.reason,)
-        return type(self), (self.source, self.reason, self.list_file, self.line)
+            return type(self), (self.reason, None, None, None, self.kind)
+        return type(self), (self.source, self.reason, self.list_file, self.line, self.kind)
