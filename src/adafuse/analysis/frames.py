@@ -1,6 +1,6 @@
 """Thumbnails of the sampled frames of a video, for the compute-budget strips of the report.
 
-Decoding is done by :mod:`adafuse.data.decode` (frame folders and PyAV); this module only resolves the
+Decoding is done by :func:`adafuse.data.media.open_source` (frame folders and PyAV); this module only resolves the
 ``source`` path of a prediction record, downsizes the frames and turns failures into a message for the
 page (a report must not fail because one video has moved since evaluation).
 """
@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from adafuse.data.decode import DEFAULT_TEMPLATE, read_frame_folder, read_video_frames
+from adafuse.data.decode import DEFAULT_TEMPLATE
 from adafuse.data.errors import DataError
+from adafuse.data.media import open_source
 
 
 def resolve_source(source: str, roots: Sequence[str | os.PathLike] = ()) -> Path | None:
@@ -55,10 +56,7 @@ def read_thumbnails(
         tried = ", ".join(str(Path(r) / source) for r in roots) if roots and not Path(source).is_absolute() else ""
         return None, f"{source}: not found" + (f" (also tried {tried})" if tried else "")
     try:
-        if path.is_dir():
-            frames = read_frame_folder(path, indices, template=template, start_index=start_index)
-        else:
-            frames = read_video_frames(path, indices)
+        frames = open_source(path, template, start_index).read(indices)
     except (DataError, ValueError, OSError) as exc:
         return None, str(exc)
     out = []

@@ -13,12 +13,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "predict",
         help="classify videos / frame folders with a checkpoint (sparse execution by default)",
-        description="Top-k classes of each video (mp4, webm, ...) or frame folder ({:05d}.jpg, 1-based), the GFLOPs "
+        description="Top-k classes of each video (mp4, webm, ...) or frame folder (frame files as the checkpoint's "
+                    "data.frame_template/frame_start say, default {:05d}.jpg from 1), the GFLOPs "
                     "spent against the dense model (paper convention: MACs) and the time taken. The clip mode "
                     "uses the model's T segment-centre frames; --stream feeds frames one at a time and prints "
                     "the running prediction after each. Sparse execution computes only the channels the policy "
                     "keeps (AdaFuse-TSN models; TSM models cannot be streamed and run densely in clip mode).",
-        epilog="examples:\n"
+        epilog="exit codes: 0 every source predicted; 1 some source failed (damaged video, frame folder with a "
+               "gap, non-finite logits; each named on stderr); 2 bad arguments or checkpoint.\n\n"
+               "examples:\n"
                "  adafuse predict clip.mp4 --checkpoint runs/sthv1_r50/checkpoints/best.pt\n"
                "  adafuse predict clip.webm frames/00042 --checkpoint best.pt --dense\n"
                "  adafuse predict clip.mp4 --checkpoint best.pt --stream --every 4 --jsonl steps.jsonl",
@@ -37,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=None, metavar="T", help="frames per clip (default: checkpoint's)")
     p.add_argument("--size", type=int, default=None, metavar="PX", help="crop side (default: checkpoint's)")
     p.add_argument("--topk", type=int, default=5, metavar="K", help="classes to print (default 5)")
-    p.add_argument("--template", default="{:05d}.jpg", help="frame file name template of frame folders")
+    p.add_argument("--template", default=None,
+                   help="frame file name template of frame folders (default: the checkpoint's data.frame_template, "
+                        "else {:05d}.jpg)")
+    p.add_argument("--frame-start", type=int, default=None, metavar="K",
+                   help="number of the first frame file (default: the checkpoint's data.frame_start, else 1)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
     p.add_argument("--jsonl", default=None, metavar="FILE",
                    help="write per-frame, per-gated-block accounting (one JSON object per frame, then one per video)")
@@ -107,8 +114,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.every is not None and (args.every < 1 or not args.stream):
         print("error: --every needs --stream and a value >= 1", file=sys.stderr)
         return 2
-    predictor = Predictor.from_checkpoint(args.checkpoint, sparse=args.sparse, num_frames=args.frames,
-                                          size=args.size, topk=args.topk, template=args.template)
+    from adafuse.models.serialization import CheckpointError
+
+    try:
+        predictor = Predictor.from_checkpoint(args.checkpoint, sparse=args.sparse, num_frames=args.frames,
+                                              size=args.size, topk=args.topk, template=args.template,
+                                              start_index=args.frame_start)
+    except (CheckpointError, FileNotFoundError) as err:
+        print(f"adafuse predict: error: {err}", file=sys.stderr)
+        return 2
     try:
         shift = apply_budget(predictor.model, args, predictor.size)
     except (DataError, FileNotFoundError, ValueError) as err:

@@ -4,15 +4,18 @@ Problems (``Problem.kind``):
 
 - ``malformed``: the line does not parse.
 - ``label``: label outside ``[0, num_classes)`` (or negative when the class count is unknown).
-- ``duplicate``: the same video id listed again (names the first line).
+- ``duplicate``: the same path listed again (names the first line; ``x.mp4`` and ``x.webm`` are two videos).
 - ``missing``: the frame folder or video file does not exist.
-- ``short``: fewer frames than the list says (folder: consecutive frame files; video: decoded frames).
+- ``short``: the list says more frames than the source has (:mod:`adafuse.data.media`: the container's
+  declared count for a video, the highest frame number for a folder).
 - ``unreadable``: a frame image or the video cannot be opened or decoded.
-- ``truncated``: the video decodes fewer frames than its container claims.
+- ``truncated``: the video holds or decodes fewer frames than its container declares.
+- ``gap``: a frame file is missing below the highest frame of a folder.
+- ``size``: the frames of a folder (or video) do not all have one size.
 - ``empty``: a folder or video without any frame.
 
-Videos are decoded completely (the only way to catch truncation); frame folders are listed and, by
-default, their first and last listed frames decoded (``deep=True`` decodes every frame).
+Videos are decoded completely; frame folders are listed (gaps) and, by default, the headers of their first
+and last frames read; ``deep=True`` decodes every frame image and compares their sizes.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from adafuse.data.decode import DEFAULT_TEMPLATE, count_folder_frames, open_video, probe_video, read_frame_folder
+from adafuse.data.decode import DEFAULT_TEMPLATE
 from adafuse.data.errors import ListFormatError, VideoReadError, where
 from adafuse.data.lists import ListKind, VideoRecord, iter_list_lines, read_classes
+from adafuse.data.media import open_source
+
+KINDS = ("malformed", "label", "duplicate", "missing", "short", "unreadable", "truncated", "gap", "size", "empty")
 
 
 @dataclass(frozen=True)
@@ -68,61 +74,23 @@ class CheckReport:
         return f"{self.list_file}: {self.num_lines} lines, {len(self.problems)} problems ({kinds})"
 
 
-def _check_frames(path: str, rec: VideoRecord, template: str, start_index: int, deep: bool) -> list[tuple[str, str]]:
-    if not os.path.isdir(path):
-        return [("missing", f"frame folder {path} does not exist")]
-    n = count_folder_frames(path, template, start_index)
-    if n == 0:
-        first = template.format(start_index)
-        return [("empty", f"frame folder {path} has no frame {first} (template {template!r})")]
-    out = []
-    listed = rec.num_frames if rec.num_frames is not None else n
-    if listed > n:
-        out.append(("short", f"{path}: the list says {listed} frames, the folder has {n} consecutive frames"))
-    to_read = range(min(listed, n)) if deep else sorted({0, min(listed, n) - 1})
-    for i in to_read:
-        try:
-            read_frame_folder(path, [i], template, start_index)
-        except VideoReadError as e:
-            out.append(("unreadable", f"{e.source}: {e.reason}"))
-            if not deep:
-                break
-    return out
-
-
-def _decode_all(path: str) -> tuple[int, str | None]:
-    """Decode every frame: (frames decoded, error message or None). Opening errors raise."""
-    container = open_video(path)
-    n = 0
-    try:
-        for _ in container.decode(container.streams.video[0]):
-            n += 1
-    except Exception as e:
-        return n, str(e)
-    finally:
-        container.close()
-    return n, None
-
-
-def _check_video(path: str, rec: VideoRecord) -> list[tuple[str, str]]:
-    if not os.path.isfile(path):
+def _check_source(path: str, rec: VideoRecord, template: str, start_index: int, deep: bool) -> list[tuple[str, str]]:
+    """Problems of one source, by the one definition of its frames (:mod:`adafuse.data.media`)."""
+    src = open_source(path, template, start_index)
+    if src.kind == "video" and not os.path.isfile(path):
         return [("missing", f"video {path} does not exist")]
+    if src.kind == "frames" and not os.path.isdir(path):
+        return [("missing", f"frame folder {path} does not exist")]
     try:
-        info = probe_video(path, count="auto")
-        decoded, error = _decode_all(path)
+        # videos are always decoded completely; folders are listed (gaps) and, deep, every image decoded
+        n = src.verify(decode=deep or src.kind == "video")
     except VideoReadError as e:
-        return [("unreadable", f"{path}: {e.reason}")]
-    out = []
-    if error is not None:
-        kind = "truncated" if decoded > 0 else "unreadable"
-        out.append((kind, f"{path}: decoding stopped after {decoded} of {info.num_frames} frames: {error}"))
-    elif decoded < info.num_frames:
-        out.append(("truncated", f"{path}: the container says {info.num_frames} frames, only {decoded} decode"))
-    if decoded == 0 and error is None:
-        out.append(("empty", f"video {path} decodes no frames"))
-    if rec.num_frames is not None and decoded < rec.num_frames:
-        out.append(("short", f"{path}: the list says {rec.num_frames} frames, only {decoded} decode"))
-    return out
+        kind = e.kind if e.kind in KINDS else "unreadable"
+        return [(kind, f"{e.source}: {e.reason}")]
+    if rec.num_frames is not None and rec.num_frames > n:
+        what = "the video has" if src.kind == "video" else "the folder has"
+        return [("short", f"{path}: the list says {rec.num_frames} frames, {what} {n}")]
+    return []
 
 
 def _check_one(job: tuple) -> tuple[int, list[tuple[str, str]]]:
@@ -130,9 +98,7 @@ def _check_one(job: tuple) -> tuple[int, list[tuple[str, str]]]:
     pos, rec, root, template, start_index, deep = job
     path = rec.resolve(root)
     try:
-        if rec.is_video:
-            return pos, _check_video(path, rec)
-        return pos, _check_frames(path, rec, template, start_index, deep)
+        return pos, _check_source(path, rec, template, start_index, deep)
     except VideoReadError as e:
         return pos, [("unreadable", f"{e.source}: {e.reason}")]
     except Exception as e:  # a check must report, not crash, whatever the file holds
@@ -169,6 +135,8 @@ def check_list(
             num_classes = len(read_classes(cls_file))
         elif classes is not None:
             raise FileNotFoundError(f"classes file {classes} does not exist")
+    if not os.path.isfile(list_file):
+        raise FileNotFoundError(f"list file {list_file} does not exist")
     report = CheckReport(list_file, num_classes=num_classes)
     first_line: dict[str, int] = {}
     jobs = []
@@ -185,13 +153,14 @@ def check_list(
             )
         elif rec.label < 0:
             report.problems.append(Problem(list_file, line, "label", f"negative label {rec.label}", rec.path))
-        if rec.id in first_line:
+        key = os.path.normpath(rec.path)
+        if key in first_line:
             report.problems.append(
-                Problem(list_file, line, "duplicate", f"{rec.id!r} already listed at line {first_line[rec.id]}",
+                Problem(list_file, line, "duplicate", f"{rec.path!r} already listed at line {first_line[key]}",
                         rec.path)
             )
             continue
-        first_line[rec.id] = line
+        first_line[key] = line
         records[line] = rec
         jobs.append((line, rec, os.fspath(root), template, start_index, deep))
 

@@ -3,8 +3,9 @@
 Each video ``<root>/<dir>/<name>.<ext>`` becomes ``<out>/<dir>/<name>/``. Work is parallel (processes)
 and resumable: frames are written into a temporary sibling folder that is renamed into place only when
 the video is complete, so an existing output folder is always complete and is skipped on a rerun;
-leftover temporary folders of an interrupted run are removed. Videos that fail are reported with their
-list line and left out of the output list (nothing is silently dropped: the report says which).
+leftover temporary folders of an interrupted run are removed. Videos that fail, including truncated ones
+(fewer frames decode than the container declares, :mod:`adafuse.data.media`), are reported with their
+list line and left out of the output list (nothing is silently dropped or shortened: the report says which).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from adafuse.data.decode import DEFAULT_TEMPLATE, count_folder_frames, open_video
+from adafuse.data.decode import DEFAULT_TEMPLATE, declared_frames, open_video
 from adafuse.data.errors import VideoReadError, where
 from adafuse.data.lists import ListKind, VideoRecord, read_list, write_list
+from adafuse.data.media import FrameFolder
 
 
 def extract_video(
@@ -35,11 +37,13 @@ def extract_video(
 
     ``fps``: resample to this rate (keeps the first frame at or after each ``k/fps`` s; default: every
     frame). ``short_side``: resize so the short side has this many pixels (default: original size).
-    If ``out_folder`` exists it is assumed complete and only counted. Raises :class:`VideoReadError`.
+    If ``out_folder`` exists it is assumed complete and only counted (a gap raises). Raises
+    :class:`VideoReadError`, also when the video decodes fewer frames than its container declares
+    (truncated; nothing is written then).
     """
     video, out_folder = os.fspath(video), os.fspath(out_folder).rstrip("/")
     if os.path.isdir(out_folder):
-        return count_folder_frames(out_folder, template)
+        return FrameFolder(out_folder, template).verify()
     parent, name = os.path.split(out_folder)
     os.makedirs(parent or ".", exist_ok=True)
     for stale in glob.glob(os.path.join(glob.escape(parent or "."), f".{glob.escape(name)}.tmp-*")):
@@ -62,6 +66,7 @@ def _write_frames(video: str, folder: str, fps: float | None, short_side: int | 
     container = open_video(video)
     n = 0
     try:
+        declared = declared_frames(container, video)
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1
         rate = float(stream.average_rate or stream.guessed_rate or 0) or None
@@ -69,9 +74,11 @@ def _write_frames(video: str, folder: str, fps: float | None, short_side: int | 
         k = 0
         try:
             for frame in container.decode(stream):
+                if k >= declared:  # frames past the declared count are not part of the video (one definition)
+                    break
+                k += 1
                 if fps is not None:
-                    t = frame.time if frame.time is not None else (k / rate if rate else None)
-                    k += 1
+                    t = frame.time if frame.time is not None else ((k - 1) / rate if rate else None)
                     if t is None:
                         raise VideoReadError(video, "cannot resample: frames have no timestamps")
                     half_src = 0.5 / rate if rate else 0.0
@@ -90,9 +97,13 @@ def _write_frames(video: str, folder: str, fps: float | None, short_side: int | 
         except VideoReadError:
             raise
         except Exception as e:
-            raise VideoReadError(video, f"decoding failed after {n} frames: {e}") from e
+            raise VideoReadError(video, f"decoding failed after {k} of {declared} frames: {e}",
+                                 kind="truncated" if k else "unreadable") from e
     finally:
         container.close()
+    if k < declared:
+        raise VideoReadError(video, f"truncated: the container declares {declared} frames, only {k} decode",
+                             kind="truncated")
     return n
 
 

@@ -2,11 +2,13 @@
 
 The root is scanned once for the annotated videos, as frame folders named ``<name>`` or video files
 ``<name>.<ext>`` at any depth up to ``max_depth`` (so ``root/<id>/``, ``root/<id>.webm``,
-``root/train/<label>/<clip>.mp4`` all work). Frame folders are counted (consecutive template files),
-videos probed (container frame count, or counted packets for webm). Paths in the lists are relative to
-the root. Videos that are missing or unreadable are left out of the lists **and reported**: counts and
-the first few on the console, all of them in ``OUT/missing.txt`` (tab-separated
-``<split> <name> <reason> <annotation file:line>``).
+``root/train/<label>/<clip>.mp4`` all work). Frame counts follow the one definition of
+:mod:`adafuse.data.media` (highest frame number of a folder; declared count of a video), and every source
+is checked for damage on the way (a folder with a gap, a video whose packets stop before its declared
+count). Paths in the lists are relative to the root. Videos that are missing, unreadable or damaged are
+left out of the lists **and reported** (never listed with a shorter count): counts and the first few on
+the console, all of them in ``OUT/missing.txt`` (tab-separated ``<split> <name> <reason> <annotation
+file:line>``; the reason starts with its kind: ``truncated:``, ``gap:``, ``unreadable:``, ...).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from pathlib import Path
 from typing import Literal
 
 from adafuse.data.annotations import SPLITS, AnnotatedVideo, Annotations, read_annotations
-from adafuse.data.decode import DEFAULT_TEMPLATE, count_folder_frames, probe_video
+from adafuse.data.decode import DEFAULT_TEMPLATE
 from adafuse.data.errors import VideoReadError
 from adafuse.data.lists import VIDEO_EXTENSIONS, VideoRecord, write_classes, write_list
+from adafuse.data.media import open_source
 
 Found = tuple[str, str]  # (path relative to root, "frames" or "video")
 
@@ -88,10 +91,8 @@ class PrepareReport:
 
 
 def _measure(root: str, relpath: str, kind: str, template: str, start_index: int) -> int:
-    path = os.path.join(root, relpath)
-    if kind == "frames":
-        return count_folder_frames(path, template, start_index)
-    return probe_video(path).num_frames
+    """Frames of a source by the one definition; a truncated video or a folder with a gap raises."""
+    return open_source(os.path.join(root, relpath), template, start_index, kind=kind).verify()
 
 
 def build_lists(
@@ -138,7 +139,8 @@ def build_lists(
         try:
             n = _measure(root, loc[0], loc[1], template, start_index)
         except VideoReadError as e:
-            return v, loc, f"unreadable: {e.reason}"
+            return v, loc, f"{e.kind}: {e.reason}" if e.source == os.path.join(root, loc[0]) \
+                else f"{e.kind}: {e.source}: {e.reason}"
         return v, loc, n if n > 0 else "no frames"
 
     results = []

@@ -1,6 +1,8 @@
 """Predict the action class of videos with a trained checkpoint: the library side of ``adafuse predict``.
 
-A source is a video file (mp4, webm, ...) or a frame folder (``{:05d}.jpg``, 1-based). The clip mode samples
+A source is a video file (mp4, webm, ...) or a frame folder, opened with :func:`adafuse.data.media.open_source`
+(frame files ``template.format(i + start_index)``; by default the checkpoint's ``data.frame_template`` and
+``data.frame_start``), so a truncated video or a folder with a gap is an error, as in training. The clip mode samples
 the model's ``T`` segment-centre frames (TSN evaluation sampling), preprocesses them as the checkpoint says
 (short side ``size * 256/224``, centre crop, normalisation of ``input_spec``) and runs them sparsely
 (:class:`~adafuse.inference.streaming.StreamingRecognizer`) or densely (the PyTorch model itself). The
@@ -21,9 +23,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from adafuse.data.decode import DEFAULT_TEMPLATE
+from adafuse.data.media import MediaSource, open_source
 from adafuse.inference.accounting import StepReport
 from adafuse.inference.streaming import StreamingRecognizer
 from adafuse.models.recognizer import VideoRecognizer
+
+
+class NonFiniteLogitsError(ValueError):
+    """The model's output is NaN/inf (its weights or normalisation statistics are not finite)."""
 
 
 @dataclass
@@ -59,59 +67,6 @@ class Prediction:
         }
 
 
-def _is_frame_folder(path: str) -> bool:
-    return os.path.isdir(path)
-
-
-def source_num_frames(path: str, template: str = "{:05d}.jpg") -> int:
-    """Frame count of a video file or frame folder (raises ``VideoReadError`` naming the file)."""
-    from adafuse.data.decode import count_folder_frames, probe_video
-
-    if _is_frame_folder(path):
-        n = count_folder_frames(path, template)
-    else:
-        n = probe_video(path).num_frames
-    if n < 1:
-        from adafuse.data.errors import VideoReadError
-
-        raise VideoReadError(path, "no frames found")
-    return n
-
-
-def read_frames(path: str, indices: np.ndarray, template: str = "{:05d}.jpg") -> np.ndarray:
-    """Frames ``indices`` (0-based) of a video file or frame folder -> uint8 ``(T, H, W, 3)`` RGB."""
-    from adafuse.data.decode import read_frame_folder, read_video_frames
-
-    if _is_frame_folder(path):
-        return read_frame_folder(path, indices, template)
-    return read_video_frames(path, indices)
-
-
-def iter_frames(path: str, every: int = 1, template: str = "{:05d}.jpg") -> Iterator[tuple[int, np.ndarray]]:
-    """``(index, uint8 (H, W, 3) RGB)`` for every ``every``-th frame, decoded one at a time (constant memory)."""
-    if _is_frame_folder(path):
-        n = source_num_frames(path, template)
-        for i in range(0, n, every):
-            yield i, read_frames(path, np.array([i]), template)[0]
-        return
-    import av
-
-    from adafuse.data.errors import VideoReadError
-
-    try:
-        container = av.open(path)
-    except Exception as e:
-        raise VideoReadError(path, f"cannot open video: {e}") from e
-    try:
-        if not container.streams.video:
-            raise VideoReadError(path, "no video stream")
-        for i, frame in enumerate(container.decode(video=0)):
-            if i % every == 0:
-                yield i, frame.to_ndarray(format="rgb24")
-    finally:
-        container.close()
-
-
 def class_name(names: list[str] | None, index: int) -> str:
     return names[index] if names and 0 <= index < len(names) else f"class {index}"
 
@@ -120,12 +75,13 @@ class Predictor:
     """Checkpoint -> predictions. ``sparse``: run the sparse executor (default) or the dense model.
 
     ``num_frames``: frames per clip (default: the checkpoint's); ``size``: crop side in pixels (default: the
-    checkpoint's ``input_spec.size``); ``topk``: classes reported.
+    checkpoint's ``input_spec.size``); ``topk``: classes reported; ``template``/``start_index``: frame file
+    names in frame folders (:meth:`from_checkpoint` defaults them to the checkpoint's data config).
     """
 
     def __init__(self, model: VideoRecognizer, class_names: list[str] | None = None, sparse: bool = True,
                  num_frames: int | None = None, size: int | None = None, topk: int = 5,
-                 template: str = "{:05d}.jpg") -> None:
+                 template: str = DEFAULT_TEMPLATE, start_index: int = 1) -> None:
         from adafuse.data.transforms import eval_transform
 
         self.model = model.eval()
@@ -135,16 +91,26 @@ class Predictor:
         self.size = int(size or model.input_spec.size)
         self.topk = topk
         self.template = template
+        self.start_index = start_index
         self.transform = eval_transform(self.size, normalize=model.input_spec)
         self.recognizer = StreamingRecognizer(model, sparse=sparse)
         self._dense_gflops_frame: float | None = None
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> Predictor:
+    def from_checkpoint(cls, path: str | Path, template: str | None = None, start_index: int | None = None,
+                        **kwargs: Any) -> Predictor:
+        """``template``/``start_index`` default to the checkpoint's ``data.frame_template``/``data.frame_start``."""
         from adafuse.models.serialization import model_from_checkpoint
 
         model, payload = model_from_checkpoint(path)
-        return cls(model, payload.get("class_names"), **kwargs)
+        data = (payload.get("config") or {}).get("data") or {}
+        template = template or data.get("frame_template") or DEFAULT_TEMPLATE
+        start_index = start_index if start_index is not None else int(data.get("frame_start", 1))
+        return cls(model, payload.get("class_names"), template=template, start_index=start_index, **kwargs)
+
+    def source(self, path: str | Path) -> MediaSource:
+        """The :class:`~adafuse.data.media.MediaSource` of ``path`` with this predictor's frame names."""
+        return open_source(path, self.template, self.start_index)
 
     @property
     def dense_gflops_per_frame(self) -> float:
@@ -157,6 +123,13 @@ class Predictor:
 
     def _preprocess(self, frames: np.ndarray) -> Tensor:
         return self.transform(frames)  # (T, 3, S, S) float32
+
+    @staticmethod
+    def _check_finite(logits: Tensor, source: str) -> Tensor:
+        if not bool(torch.isfinite(logits).all()):
+            raise NonFiniteLogitsError(f"{source}: the model produced non-finite logits (NaN/inf); the checkpoint's "
+                                       "weights or BatchNorm statistics are not finite (a diverged training?)")
+        return logits
 
     def _top(self, logits: Tensor) -> list[tuple[int, str, float]]:
         probs = logits.float().softmax(dim=-1)
@@ -171,9 +144,9 @@ class Predictor:
 
         start = time.perf_counter()
         source = os.fspath(source)
-        n = source_num_frames(source, self.template)
-        indices = tsn_eval_indices(n, self.num_frames)[0]
-        clip = self._preprocess(read_frames(source, indices, self.template)).unsqueeze(0)
+        src = self.source(source)
+        indices = tsn_eval_indices(src.num_frames, self.num_frames)[0]
+        clip = self._preprocess(src.read(indices)).unsqueeze(0)
         t0 = time.perf_counter()
         if self.sparse and self.recognizer.executor is not None:  # TSM too: clip mode runs it sparsely
             per_video: list[list[StepReport]] = []
@@ -186,6 +159,7 @@ class Predictor:
             gflops = self.dense_gflops_per_frame * clip.shape[1]
             mode = "torch" if not self.sparse else "torch-fallback"
         seconds = time.perf_counter() - t0
+        self._check_finite(logits, source)
         return Prediction(source, self._top(logits), logits.tolist(), gflops,
                           self.dense_gflops_per_frame * clip.shape[1], seconds, time.perf_counter() - start,
                           [int(i) for i in indices], mode)
@@ -207,13 +181,13 @@ class Predictor:
         source = os.fspath(source)
         rec = self.recognizer
         rec._require_executor()  # raises StreamingNotSupportedError (with the reason) for TSM models
+        src = self.source(source)
         if every is None:
-            n = source_num_frames(source, self.template)
-            indices = tsn_eval_indices(n, self.num_frames)[0]
+            indices = tsn_eval_indices(src.num_frames, self.num_frames)[0]
             frames: Iterator[tuple[int, np.ndarray]] = zip(
-                (int(i) for i in indices), read_frames(source, indices, self.template), strict=True)
+                (int(i) for i in indices), src.read(indices), strict=True)
         else:
-            frames = iter_frames(source, every, self.template)
+            frames = src.iter_frames(every)
         rec.reset()
         seconds = 0.0
         used: list[int] = []
@@ -222,7 +196,7 @@ class Predictor:
         for step, (index, frame) in enumerate(frames):
             x = self._preprocess(frame[None])[0]
             t0 = time.perf_counter()
-            logits = rec.step(x)
+            logits = self._check_finite(rec.step(x), source)
             seconds += time.perf_counter() - t0
             used.append(index)
             running.append(self._top(logits)[0])

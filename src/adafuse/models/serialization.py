@@ -10,6 +10,8 @@ Everything in it is a tensor, number, string, list or dict, so ``torch.load(weig
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,16 @@ from adafuse.models.recognizer import InputSpec, VideoRecognizer, unwrap
 from adafuse.models.registry import build_model
 
 CHECKPOINT_FORMAT = "adafuse.checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable adafuse checkpoint, or whose weights do not fit its model (one line,
+    naming the file)."""
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:300] if text else type(err).__name__
 
 
 def model_payload(model: VideoRecognizer, class_names: list[str] | None = None) -> dict[str, Any]:
@@ -39,10 +51,19 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # the safe loader refused an object: never retry unsafely
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(f"{path}: refused: it holds a pickled Python object{what} that a checkpoint must not "
+                              "contain; only tensors, numbers, strings, lists and dicts are loaded") from None
+    except Exception as err:  # not a torch file, truncated, ...
+        raise CheckpointError(f"{path} is not a readable checkpoint file ({type(err).__name__}: "
+                              f"{_first_line(err)})") from None
     if not isinstance(payload, dict) or "model" not in payload or "arch" not in payload:
-        raise ValueError(f"{path} is not an adafuse checkpoint (expected keys 'arch' and 'model'); "
-                         "for the authors' released checkpoints run `adafuse convert` first")
+        raise CheckpointError(f"{path} is not an adafuse checkpoint (expected keys 'arch' and 'model'); "
+                              "for the authors' released checkpoints run `adafuse convert` first")
     return payload
 
 
@@ -53,13 +74,20 @@ def model_from_checkpoint(source: str | Path | dict[str, Any]) -> tuple[VideoRec
     an error (``ValueError`` naming the valid keys), not silently dropped.
     """
     payload = source if isinstance(source, dict) else load_checkpoint_file(source)
+    name = "checkpoint" if isinstance(source, dict) else str(source)
     config = dict(payload.get("build_config") or {})
     try:
         model = build_model(payload["arch"], **config)
-    except TypeError as err:
-        where = "checkpoint" if isinstance(source, dict) else str(source)
-        raise ValueError(f"{where}: its build_config does not fit model {payload['arch']!r}: {err}") from err
-    model.load_state_dict(payload["model"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{name}: its build_config does not fit model {payload['arch']!r}: "
+                              f"{_first_line(err)}") from None
+    try:
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, KeyError, TypeError) as err:
+        lines = [x.strip() for x in str(err).splitlines()[1:] if x.strip()]
+        detail = "; ".join(lines[:2]) + (f"; ... ({len(lines) - 2} more)" if len(lines) > 2 else "")
+        raise CheckpointError(f"{name}: its weights do not fit the model {payload['arch']!r} "
+                              f"({detail or _first_line(err)})") from None
     if payload.get("input_spec"):
         model.input_spec = InputSpec.from_dict(payload["input_spec"])
     return model.eval(), payload
