@@ -134,3 +134,81 @@ def test_export_check_detects_a_different_model(tmp_path):
     assert check_onnx(model, path).ok
     other = tiny_model("adafuse_tsn_r18", num_frames=2, num_classes=3, seed=1)
     assert not check_onnx(other, path).ok
+
+
+def _webm(path, n=12):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libvpx-vp9", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 48, 40, "yuv420p"
+        stream.options = {"deadline": "realtime", "cpu-used": "8"}
+        for f in _frames(n):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_predict_refuses_damaged_sources(checkpoint, frame_folder, tmp_path, capsys):
+    full = _webm(tmp_path / "full.webm")
+    with av.open(str(full)) as c:
+        offsets = [p.pos for p in c.demux(c.streams.video[0]) if p.size > 0]
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(full.read_bytes()[: offsets[-3]])  # 3 of 12 frames lost; the header still declares 12
+    gap = tmp_path / "gap"
+    import shutil
+
+    shutil.copytree(frame_folder, gap)
+    (gap / "00005.jpg").unlink()
+    for source, word in ((cut, "truncated"), (gap, "gap")):
+        for extra in ([], ["--stream"], ["--stream", "--every", "2"]):
+            assert main(["predict", str(source), "--checkpoint", str(checkpoint), *extra]) == 1
+            err = capsys.readouterr().err
+            assert word in err and source.name in err, (source, extra, err)
+    assert main(["predict", str(full), "--checkpoint", str(checkpoint)]) == 0
+
+
+def test_predict_uses_the_checkpoint_frame_template_and_start(tmp_path, frame_folder, capsys):
+    model = tiny_model("adafuse_tsn_r18", num_frames=T, num_classes=len(CLASSES))
+    model.input_spec = InputSpec(size=SIZE)
+    payload = model_payload(model, CLASSES)
+    payload["config"] = {"data": {"frame_template": "img_{:04d}.png", "frame_start": 0}}
+    ckpt = tmp_path / "img.pt"
+    torch.save(payload, ckpt)
+    folder = tmp_path / "img_folder"
+    folder.mkdir()
+    for i, f in enumerate(_frames()):
+        Image.fromarray(f).save(folder / f"img_{i:04d}.png")
+    assert main(["predict", str(folder), "--checkpoint", str(ckpt), "--json"]) == 0
+    got = _json_lines(capsys.readouterr().out)[0]
+    assert got["frames"] == T and got["frame_indices"] == [1, 4, 7, 10]
+    # the 1-based {:05d}.jpg folder needs the flags against this checkpoint, and gives the same frames
+    assert main(["predict", str(frame_folder), "--checkpoint", str(ckpt), "--json"]) == 1
+    assert "img_0000.png" in capsys.readouterr().err
+    assert main(["predict", str(frame_folder), "--checkpoint", str(ckpt), "--json", "--template", "{:05d}.jpg",
+                 "--frame-start", "1"]) == 0
+    assert _json_lines(capsys.readouterr().out)[0]["frame_indices"] == [1, 4, 7, 10]
+
+
+def test_predict_refuses_non_finite_logits_and_bad_checkpoints(tmp_path, video, capsys):
+    model = tiny_model("adafuse_tsn_r18", num_frames=T, num_classes=len(CLASSES))
+    model.input_spec = InputSpec(size=SIZE)
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    saved = bn.running_var.clone()
+    bn.running_var.fill_(float("inf"))  # what a diverged training leaves in BatchNorm
+    bad = tmp_path / "inf.pt"
+    torch.save(model_payload(model, CLASSES), bad)
+    for extra in ([], ["--dense"]):
+        assert main(["predict", str(video), "--checkpoint", str(bad), *extra]) == 2
+        assert "running_var" in capsys.readouterr().err
+    bn.running_var.copy_(saved)
+    fc = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    fc.weight.data.fill_(3e38)  # finite weights whose logits overflow
+    torch.save(model_payload(model, CLASSES), bad)
+    assert main(["predict", str(video), "--checkpoint", str(bad), "--dense"]) == 1
+    assert "non-finite logits" in capsys.readouterr().err
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00" * 200)
+    assert main(["predict", str(video), "--checkpoint", str(junk)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "junk.pt is not a readable checkpoint" in err

@@ -114,13 +114,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.every is not None and (args.every < 1 or not args.stream):
         print("error: --every needs --stream and a value >= 1", file=sys.stderr)
         return 2
+    from adafuse.inference.predictor import NonFiniteLogitsError
     from adafuse.models.serialization import CheckpointError
 
     try:
         predictor = Predictor.from_checkpoint(args.checkpoint, sparse=args.sparse, num_frames=args.frames,
                                               size=args.size, topk=args.topk, template=args.template,
                                               start_index=args.frame_start)
-    except (CheckpointError, FileNotFoundError) as err:
+    except (CheckpointError, NonFiniteLogitsError, FileNotFoundError) as err:
         print(f"adafuse predict: error: {err}", file=sys.stderr)
         return 2
     try:

@@ -31,7 +31,7 @@ from adafuse.models.recognizer import VideoRecognizer
 
 
 class NonFiniteLogitsError(ValueError):
-    """The model's output is NaN/inf (its weights or normalisation statistics are not finite)."""
+    """The model's output (or, from a checkpoint, its weights or normalisation statistics) is NaN/inf."""
 
 
 @dataclass
@@ -103,6 +103,11 @@ class Predictor:
         from adafuse.models.serialization import model_from_checkpoint
 
         model, payload = model_from_checkpoint(path)
+        bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise NonFiniteLogitsError(f"{path}: {len(bad)} weight/statistics tensors are not finite "
+                                       f"(first: {bad[0]}); "
+                                       "the checkpoint cannot give meaningful predictions (a diverged training?)")
         data = (payload.get("config") or {}).get("data") or {}
         template = template or data.get("frame_template") or DEFAULT_TEMPLATE
         start_index = start_index if start_index is not None else int(data.get("frame_start", 1))

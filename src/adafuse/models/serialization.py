@@ -53,7 +53,13 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:  # the safe loader refused an object: never retry unsafely
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        if "GLOBAL" not in text:  # not a pickle at all (junk, truncated): name the unpickler's reason only
+            detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+            reason = detail[0][:200] if detail and "WeightsUnpickler" in text else _first_line(err)
+            raise CheckpointError(f"{path} is not a readable checkpoint file ({reason})") from None
+        # the safe loader refused an object: never suggest retrying unsafely
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
         what = f" ({found.group(1)})" if found else ""
         raise CheckpointError(f"{path}: refused: it holds a pickled Python object{what} that a checkpoint must not "
