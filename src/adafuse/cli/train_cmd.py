@@ -1,7 +1,7 @@
 """`adafuse train`, `adafuse eval`, `adafuse demo`: thin verbs over :mod:`adafuse.engine`.
 
-Exit codes: 0 ok; 2 bad config/arguments/data; 3 training diverged (NaN/inf; ``last.pt`` keeps the last
-good state); 143 stopped by SIGTERM/SIGINT after saving ``last.pt`` (rerun the same command to resume).
+Every expected failure is one line on stderr naming the file (and line) at fault, with the exit code of
+:data:`EXIT_CODES_HELP` (also printed by ``--help``).
 """
 
 from __future__ import annotations
@@ -9,7 +9,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_CONFIG, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 143
+EXIT_FAILED, EXIT_CONFIG, EXIT_DIVERGED, EXIT_LOCKED, EXIT_PEER, EXIT_INTERRUPTED = 1, 2, 3, 4, 5, 143
+
+EXIT_CODES_HELP = (
+    "exit codes:\n"
+    "  0    done\n"
+    "  1    could not write an output (disk full, permissions; the message names the file)\n"
+    "  2    bad input: config, override, list/classes file, video data, or checkpoint (one line naming the file)\n"
+    "  3    training diverged or a checkpoint/evaluation is not finite (last.pt keeps the last good state)\n"
+    "  4    the run directory is in use by another training (the message names its pid and host)\n"
+    "  5    another process of a distributed run failed (its own error is printed by that process)\n"
+    "  143  stopped by SIGTERM/SIGINT after saving last.pt (rerun the same command to resume)"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,18 +28,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a model from a YAML config",
         description="Train from CONFIG.yaml; key=value arguments override options (e.g. optim.lr=0.01). "
                     "Resumes automatically from <run>/checkpoints/last.pt when it exists (run.resume=true). "
-                    "Under `torchrun --nproc_per_node=N -m adafuse train ...` it runs data-parallel.")
+                    "Under `torchrun --nproc_per_node=N -m adafuse train ...` it runs data-parallel. The run directory "
+                    "is locked while training; resuming with a config that differs in more than harmless keys "
+                    "(epochs, logging, eval, data.num_workers/root/val_list) is refused unless --force-resume.",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="YAML config file (see configs/defaults.yaml for every option)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. optim.lr=0.01")
     p.add_argument("--resume", metavar="CKPT", help="resume from this checkpoint instead of the run's last.pt")
+    p.add_argument("--force-resume", action="store_true",
+                   help="resume even though the config differs from the checkpoint's (the differences are logged)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, accepts_overrides="overrides")
 
     e = subparsers.add_parser(
         "eval", help="evaluate a checkpoint (writes eval/predictions.jsonl and eval/metrics.json)",
         description="Evaluate on data.val_list. With --checkpoint alone the checkpoint's own config is used; a "
                     "CONFIG.yaml and key=value overrides change it (e.g. data.val_list=other.txt eval.num_clips=2). "
-                    "Without --checkpoint: <run>/checkpoints/{eval.checkpoint}.pt of CONFIG's run.")
+                    "Without --checkpoint: <run>/checkpoints/{eval.checkpoint}.pt of CONFIG's run.",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("items", nargs="*", metavar="[CONFIG.yaml] [key=value ...]",
                    help="optional config file followed by overrides")
     e.add_argument("--checkpoint", "-c", metavar="CKPT", help="checkpoint file (.pt)")
@@ -38,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="evaluate every budget F in one run and write <out>/budget_curve.json (accuracy vs GFLOPs)")
     e.add_argument("--sparse-timing", type=int, default=0, metavar="N",
                    help="also time the sparse executor on N validation clips at each budget (ms per clip)")
-    e.set_defaults(func=_eval)
+    e.set_defaults(func=_eval, accepts_overrides="items")
 
     d = subparsers.add_parser(
         "demo", help="train TSN and AdaFuse on the embedded synthetic benchmark and compare them",
@@ -80,43 +97,84 @@ def _split_items(items: list[str]) -> tuple[str | None, list[str]]:
         elif "=" in item:
             overrides.append(item)
         else:
-            raise SystemExit(f"adafuse eval: {item!r} is neither a .yaml config (first) nor a key=value override")
+            print(f"adafuse eval: error: {item!r} is neither a .yaml config (first) nor a key=value override",
+                  file=sys.stderr)
+            raise SystemExit(EXIT_CONFIG)
     return config, overrides
 
 
-def _errors() -> tuple[type[BaseException], ...]:
+def _bad_input() -> tuple[type[BaseException], ...]:
     from adafuse.config import ConfigError
     from adafuse.data.errors import DataError
+    from adafuse.models.serialization import CheckpointError
 
-    return (ConfigError, DataError, FileNotFoundError, ValueError, KeyError)
+    return (ConfigError, DataError, CheckpointError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError,
+            ValueError, KeyError)
+
+
+def _run_engine(verb: str, fn, *args, **kwargs) -> tuple[int, object]:
+    """Call ``fn``; map every expected failure to (exit code, None) after one line on stderr."""
+    import torch.distributed as dist
+
+    from adafuse.engine.checkpoint import CheckpointWriteError, RunDirLocked
+    from adafuse.engine.distributed import shutdown_distributed
+    from adafuse.engine.trainer import NonFiniteCheckpoint, PeerFailed, TrainingDiverged, TrainingInterrupted
+
+    code, result = 0, None
+    try:
+        result = fn(*args, **kwargs)
+    except TrainingDiverged as err:
+        print(f"adafuse {verb}: training diverged: {err}", file=sys.stderr)
+        code = EXIT_DIVERGED
+    except NonFiniteCheckpoint as err:
+        print(f"adafuse {verb}: error: {err}", file=sys.stderr)
+        code = EXIT_DIVERGED
+    except TrainingInterrupted as err:
+        print(f"adafuse {verb}: {err}", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except RunDirLocked as err:
+        print(f"adafuse {verb}: error: {err}", file=sys.stderr)
+        code = EXIT_LOCKED
+    except PeerFailed as err:
+        print(f"adafuse {verb}: {err}", file=sys.stderr)
+        code = EXIT_PEER
+    except CheckpointWriteError as err:
+        print(f"adafuse {verb}: error: {err}", file=sys.stderr)
+        code = EXIT_FAILED
+    except _bad_input() as err:
+        text = str(err) if not isinstance(err, KeyError) else f"missing key {err}"
+        print(f"adafuse {verb}: error: {text}", file=sys.stderr)
+        code = EXIT_CONFIG
+    except dist.DistError as err:  # a collective failed: a peer process died
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        print(f"adafuse {verb}: stopping: another process of the distributed run failed ({first})", file=sys.stderr)
+        code = EXIT_PEER
+    except OSError as err:  # writing logs/metrics/eval files
+        print(f"adafuse {verb}: error: {err}", file=sys.stderr)
+        code = EXIT_FAILED
+    finally:
+        if code == 0:
+            shutdown_distributed()  # never on an error path: it may wait for a dead peer
+    return code, result
 
 
 def _train(args: argparse.Namespace) -> int:
     from adafuse.config import load_config
-    from adafuse.engine.trainer import TrainingDiverged, TrainingInterrupted, train
+    from adafuse.engine.trainer import train
 
-    try:
-        cfg = load_config(args.config, args.overrides)
-        if args.print_config:
-            print(cfg.to_yaml(), end="")
-            return 0
-        metrics = train(cfg, resume_from=args.resume)
-    except TrainingDiverged as err:
-        print(f"adafuse train: training diverged: {err}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except TrainingInterrupted as err:
-        print(f"adafuse train: {err}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except _errors() as err:
-        print(f"adafuse train: error: {err}", file=sys.stderr)
-        return EXIT_CONFIG
-    finally:
-        from adafuse.engine.distributed import shutdown_distributed
-
-        shutdown_distributed()
+    code, cfg = _run_engine("train", load_config, args.config, args.overrides)
+    if code:
+        return code
+    if args.print_config:
+        print(cfg.to_yaml(), end="")
+        return 0
+    code, metrics = _run_engine("train", train, cfg, resume_from=args.resume, force_resume=args.force_resume)
+    if code:
+        return code
     if metrics:
         print(f"best val top1 {metrics.get('top1', float('nan')):.2f}%  top5 {metrics.get('top5', float('nan')):.2f}%"
-              f"  GFLOPs/video {metrics.get('gflops_per_video', float('nan')):.4f} (exact){_released(metrics)}")
+              f"  GFLOPs/video {metrics.get('gflops_per_video', float('nan')):.4f} (exact){_released(metrics)}"
+              f"  skipped {metrics.get('num_skipped', 0)}")
     return 0
 
 
@@ -128,19 +186,14 @@ def _eval(args: argparse.Namespace) -> int:
         print("adafuse eval: give --checkpoint CKPT and/or a CONFIG.yaml", file=sys.stderr)
         return EXIT_CONFIG
     budgeted = args.budget is not None or args.shift is not None or args.budgets or args.sparse_timing
-    try:
-        if budgeted:
-            return _eval_budgets(args, config, overrides)
-        metrics = evaluate_checkpoint(args.checkpoint, config, overrides, args.out)
-    except _errors() as err:
-        print(f"adafuse eval: error: {err}", file=sys.stderr)
-        return EXIT_CONFIG
-    finally:
-        from adafuse.engine.distributed import shutdown_distributed
-
-        shutdown_distributed()
+    if budgeted:
+        code, status = _run_engine("eval", _eval_budgets, args, config, overrides)
+        return code or int(status or 0)
+    code, metrics = _run_engine("eval", evaluate_checkpoint, args.checkpoint, config, overrides, args.out)
+    if code:
+        return code
     print(f"top1 {metrics['top1']:.2f}%  top5 {metrics['top5']:.2f}%  GFLOPs/video {metrics['gflops_per_video']:.4f}"
-          f" (exact){_released(metrics)}  ({metrics['num_videos']} videos)")
+          f" (exact){_released(metrics)}  ({metrics['num_videos']} videos, {metrics['num_skipped']} skipped)")
     return 0
 
 

@@ -43,20 +43,22 @@ def predict_batches(
     num_frames: int,
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
-) -> tuple[list[dict[str, Any]], int]:
-    """Run ``model`` (eval mode) over collated batches; returns (one record per video, videos skipped).
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Run ``model`` (eval mode) over collated batches; returns (one record per video, skipped positions).
 
     A batch's ``video`` is ``(N, T, 3, H, W)`` or ``(N, V, T, 3, H, W)`` (``V`` views: logits averaged,
     GFLOPs summed over views, per-frame GFLOPs and policy ratios averaged over views). Records carry the
-    ``predictions.jsonl`` fields plus ``index`` (list position) and ``ce`` (cross-entropy of the video).
+    ``predictions.jsonl`` fields plus ``index`` (list position), ``ce`` (cross-entropy of the video) and
+    ``finite`` (False when the video's logits hold NaN/inf). The second value is the list positions of the
+    skipped (unreadable) videos.
     """
     model.eval()
     core = unwrap(model)
     gated = bool(fusion_modules(core))
     records: list[dict[str, Any]] = []
-    skipped = 0
+    skipped: list[int] = []
     for batch in batches:
-        skipped += int(batch.get("num_skipped", 0))
+        skipped.extend(int(i) for i in batch.get("skipped", []))
         if batch["video"] is None:
             continue
         video = batch["video"]
@@ -66,6 +68,7 @@ def predict_batches(
         with autocast_context(device, amp_dtype):
             logits = model(clips)
         logits = logits.float().view(n, views, -1).mean(dim=1)
+        finite = torch.isfinite(logits).all(dim=1)
         labels = batch["label"].to(device)
         ce = F.cross_entropy(logits, labels, reduction="none")
         masks = collect_masks(core) if gated else []
@@ -94,6 +97,7 @@ def predict_batches(
                 "frame_indices": [int(x) for x in (frame_idx[i] if frame_idx[i].dim() == 1 else frame_idx[i][0])],
                 "index": int(batch["index"][i]),
                 "ce": float(ce[i]),
+                "finite": bool(finite[i]),
             }
             if views > 1:
                 record["views"] = views
@@ -116,14 +120,15 @@ def _mean_lists(lists: list[list[float]]) -> list[float]:
     return [float(sum(col) / len(col)) for col in zip(*lists, strict=True)]
 
 
-def gather_records(records: list[dict[str, Any]], skipped: int) -> tuple[list[dict[str, Any]], int]:
-    """All ranks' records, de-duplicated by ``index`` and sorted by it; total skipped videos."""
+def gather_records(records: list[dict[str, Any]], skipped: list[int]) -> tuple[list[dict[str, Any]], int]:
+    """All ranks' records, de-duplicated by ``index`` and sorted by it; the number of distinct skipped
+    videos (a padding duplicate skipped by two ranks counts once)."""
     parts = all_gather_objects((records, skipped))
     seen: dict[int, dict[str, Any]] = {}
     for recs, _ in parts:
         for r in recs:
             seen.setdefault(r["index"], r)
-    return [seen[i] for i in sorted(seen)], sum(s for _, s in parts)
+    return [seen[i] for i in sorted(seen)], len({i for _, s in parts for i in s})
 
 
 def summarize(
@@ -137,6 +142,8 @@ def summarize(
     views: int = 1,
 ) -> dict[str, Any]:
     """``metrics.json`` of docs/ARCHITECTURE.md from per-video records (every average is over videos).
+    ``num_nonfinite`` counts videos whose logits hold NaN/inf (such an evaluation is refused by
+    :func:`adafuse.engine.trainer.evaluate_checkpoint` and never "best" in training).
 
     ``policy_ratios`` weights the blocks by their channel count (the share of all gated channel decisions).
     """
@@ -173,6 +180,7 @@ def summarize(
         "input_size": input_size,
         "views": views,
         "ce": sum(r["ce"] for r in records) / n,
+        "num_nonfinite": sum(1 for r in records if not r.get("finite", True)),
     }
 
 

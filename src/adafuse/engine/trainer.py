@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adafuse.config import Config, load_config
+from adafuse.config import Config, ConfigError, load_config
+from adafuse.data.errors import DataError
 from adafuse.engine import checkpoint as ckpt
 from adafuse.engine.data import EpochSampler, build_dataset, build_loader, check_num_classes, resolve_classes
 from adafuse.engine.distributed import (
@@ -52,6 +53,41 @@ class TrainingDiverged(RuntimeError):
 
 class TrainingInterrupted(RuntimeError):
     """SIGTERM/SIGINT: the current state was saved to ``last.pt``; rerun the same command to resume."""
+
+
+class NonFiniteCheckpoint(ValueError):
+    """A checkpoint whose weights/statistics, or whose logits on the data, hold NaN/inf."""
+
+
+class PeerFailed(RuntimeError):
+    """Another process of a distributed run failed (it prints its own error); this one stops too."""
+
+
+class ResumeMismatch(ConfigError):
+    """The checkpoint to resume from was written with a different config (the message lists the keys)."""
+
+
+# keys whose change does not alter what a resumed run computes (plus every eval.* key)
+HARMLESS_KEYS = frozenset({
+    "optim.epochs", "run.log_every", "run.tensorboard", "run.progress", "run.threads", "run.resume", "run.device",
+    "run.out_dir", "run.name", "data.num_workers", "data.root", "data.val_list", "train.eval_every",
+    "train.checkpoint_every",
+})
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``["optim.lr: 0.02 in the checkpoint, 0.1 now", ...]`` for every non-harmless key that differs
+    (keys the checkpoint's config does not have are not compared)."""
+    out = []
+    for section, values in current.items():
+        old_section = saved.get(section) or {}
+        for key, value in values.items():
+            dotted = f"{section}.{key}"
+            if section == "eval" or dotted in HARMLESS_KEYS or key not in old_section:
+                continue
+            if old_section[key] != value:
+                out.append(f"{dotted}: {old_section[key]!r} in the checkpoint, {value!r} now")
+    return out
 
 
 # ------------------------------------------------------------------------------------------ building
@@ -115,8 +151,6 @@ def _needs_unused_search(model: nn.Module, cfg: Config, cost: StaticCost) -> boo
     return any(p.requires_grad and p.grad is None for p in probe.parameters())
 
 
-def _params_finite(model: nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -151,11 +185,13 @@ class _Stop:
 class Trainer:
     """One training run (build with :meth:`setup`, run with :meth:`fit`)."""
 
-    def __init__(self, cfg: Config, dist_info: DistInfo) -> None:
+    def __init__(self, cfg: Config, dist_info: DistInfo, force_resume: bool = False) -> None:
         self.cfg = cfg
         self.dist = dist_info
+        self.force_resume = force_resume
         self.run_dir = run_dir_of(cfg)
         self.ckpt_dir = self.run_dir / ckpt.CHECKPOINT_DIR
+        self.logger: RunLogger | None = None
 
     # -- setup -----------------------------------------------------------------------------------
     def setup(self, resume_from: str | Path | None = None) -> None:
@@ -207,9 +243,15 @@ class Trainer:
         # per-rank randomness (Gumbel noise, dropout) after the shared initialisation
         ckpt.seed_everything(cfg.run.seed + 1_000_003 * d.rank)
 
+        if d.is_main:  # holding the run's lock: leftovers of a killed process are ours to remove
+            for folder in (self.ckpt_dir, self.run_dir / "eval"):
+                for p in ckpt.remove_orphans(folder):
+                    log.info("removed %s (left by an interrupted write)", p)
         source = Path(resume_from) if resume_from else self.ckpt_dir / ckpt.LAST
         if resume_from or (cfg.run.resume and source.is_file()):
             self._load(source)
+            if d.is_main:
+                self._truncate_metrics()
 
         self.ddp_model: nn.Module = model
         if d.distributed:
@@ -223,12 +265,48 @@ class Trainer:
         self.logger = RunLogger(self.run_dir, d.is_main, cfg.run.tensorboard)
         self.show_progress = cfg.run.progress and d.is_main
 
+    def close(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
+
+    def _truncate_metrics(self) -> None:
+        """Drop ``metrics.jsonl`` records written after the resumed checkpoint (they will be written again)."""
+        import json
+
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        kept, dropped = [], 0
+        for line in path.read_text().splitlines():
+            try:
+                step = json.loads(line).get("step")
+            except ValueError:
+                dropped += 1
+                continue
+            if isinstance(step, (int, float)) and step > self.global_step:
+                dropped += 1
+            else:
+                kept.append(line)
+        if dropped:
+            tmp = path.with_name(".metrics.jsonl.tmp")
+            tmp.write_text("".join(f"{x}\n" for x in kept))
+            tmp.replace(path)
+            log.info("metrics.jsonl: dropped %d records written after step %d (they are redone)", dropped,
+                     self.global_step)
+
     def _load(self, path: Path) -> None:
         state = ckpt.load_training_checkpoint(path)
         saved_model = state.get("arch")
         if saved_model != self.cfg.model.name:
-            raise ValueError(f"cannot resume from {path}: it holds a {saved_model!r} model but model.name is "
-                             f"{self.cfg.model.name!r} (use a new run.name, or run.resume=false to start over)")
+            raise ResumeMismatch(f"cannot resume from {path}: it holds a {saved_model!r} model but model.name is "
+                                 f"{self.cfg.model.name!r} (use a new run.name, or run.resume=false to start over)")
+        diffs = config_differences(state.get("config") or {}, self.cfg.to_dict())
+        if diffs and not self.force_resume:
+            raise ResumeMismatch(f"cannot resume from {path}: its config differs in {len(diffs)} key(s): "
+                                 f"{'; '.join(diffs)}. Use a new run.name (or run.resume=false to start over), "
+                                 "or --force-resume to continue with the new values")
+        if diffs:
+            log.warning("resuming from %s with a changed config (--force-resume): %s", path, "; ".join(diffs))
         self.model.load_state_dict(state["model"])
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -274,9 +352,12 @@ class Trainer:
 
     def save(self, best: bool = False) -> None:
         """``last.pt`` (and ``best.pt``) for the current state, after checking the weights are finite."""
-        if not _params_finite(self.model):
-            raise TrainingDiverged(f"weights became NaN/inf at epoch {self.epoch}, step {self.step_in_epoch}; "
-                                   f"{self.ckpt_dir / ckpt.LAST} keeps the last good state")
+        finite, bad = ckpt.all_finite(self.model)
+        flag = all_reduce_sum(torch.tensor([0.0 if finite else 1.0], dtype=torch.float64))  # every rank agrees
+        if flag[0] > 0:
+            what = f"{bad} is" if bad else "the weights of another process are"
+            raise TrainingDiverged(f"{what} NaN/inf at epoch {self.epoch}, step {self.step_in_epoch}; nothing was "
+                                   f"saved: {self.ckpt_dir / ckpt.LAST} keeps the last good state")
         ranks = all_gather_objects(ckpt.rng_state())  # every rank's streams (collective: all ranks call save)
         if not self.dist.is_main:
             return
@@ -306,30 +387,63 @@ class Trainer:
                     self.logger.write({"kind": "val", "epoch": done, "step": self.global_step,
                                        **_scalar_view(metrics)}, self.global_step)
                     log.info("epoch %d val: top1 %.2f%%  top5 %.2f%%  GFLOPs/video %.4f (exact; released real %s, "
-                             "upb %s)  policy(s/r/k) %s", done, metrics["top1"], metrics["top5"],
+                             "upb %s)  policy(s/r/k) %s  skipped %d", done, metrics["top1"], metrics["top5"],
                              metrics["gflops_per_video"], _fmt_g(metrics.get("gflops_per_video_released_real")),
                              _fmt_g(metrics.get("gflops_per_video_released_upb")),
-                             _fmt_ratios(metrics["policy_ratios"]))
-                    if self.best_top1 is None or metrics["top1"] > self.best_top1:
+                             _fmt_ratios(metrics["policy_ratios"]), metrics["num_skipped"])
+                    if metrics["num_nonfinite"]:
+                        log.warning("epoch %d val: %d videos have non-finite logits: this epoch cannot be best",
+                                    done, metrics["num_nonfinite"])
+                    elif self.best_top1 is None or metrics["top1"] > self.best_top1:
                         self.best_top1, self.best_metrics, is_best = metrics["top1"], metrics, True
                 self.epoch, self.step_in_epoch, self.meter = done, 0, RunningMeans()
                 self.save(best=is_best or (self.val_set is None and done == cfg.optim.epochs))
-        self.logger.close()
+        self.close()
         return self.best_metrics or self.last_val or {}
 
+    def _next_batch(self, iterator: Any) -> dict[str, Any] | None:
+        """The next batch (None at the end of the epoch). With several processes every step starts with one
+        small all-reduce so that all agree: a process that failed to read its data raises its error and the
+        others raise :class:`PeerFailed` (nobody waits in a collective for a dead peer), and a step in which
+        some process has only unreadable clips (``on_error=skip``) is skipped by all."""
+        failure: BaseException | None = None
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return None
+        except DataError as err:
+            batch, failure = None, err
+        if not self.dist.distributed:
+            if failure is not None:
+                raise failure
+            return batch
+        empty = batch is not None and batch["video"] is None
+        state = all_reduce_sum(torch.tensor([1.0 if failure is not None else 0.0, 1.0 if empty else 0.0,
+                                             float(batch["num_skipped"]) if batch is not None else 0.0],
+                                            dtype=torch.float64))
+        if state[0] > 0:
+            if failure is not None:
+                raise failure
+            raise PeerFailed(f"rank {self.dist.rank}: stopping because another process failed to read its data "
+                             "(its error names the file)")
+        if state[1] > 0 and not empty:
+            log.warning("rank %d: step skipped by every process (another process had only unreadable clips); "
+                        "%d readable clips of this process unused", self.dist.rank, batch["video"].shape[0])
+        if state[1] > 0:
+            return {**batch, "video": None, "num_skipped": int(state[2])}
+        return batch
+
     def _train_epoch(self, stop: _Stop) -> None:
-        cfg, d = self.cfg, self.dist
+        cfg = self.cfg
         model = self.ddp_model
         model.train()
         self.train_sampler.set_epoch(self.epoch, self.step_in_epoch * self.batch_per_rank)
         t_epoch = time.time()
         batches = progress(self.train_loader, self.steps_per_epoch, f"epoch {self.epoch + 1}/{cfg.optim.epochs}",
                            self.show_progress, initial=self.step_in_epoch)
-        for batch in batches:
-            if batch["video"] is None:
-                if d.distributed:
-                    raise RuntimeError("every clip of a batch was unreadable (on_error=skip); with several "
-                                       "processes this would desynchronise them — fix the data or the list")
+        iterator = iter(batches)
+        while (batch := self._next_batch(iterator)) is not None:
+            if batch["video"] is None:  # every clip unreadable (on_error=skip): counted, no step
                 self.meter.add("skipped", batch["num_skipped"])
                 self.step_in_epoch += 1
                 continue
@@ -357,8 +471,9 @@ class Trainer:
                   "skipped": int(m.get("skipped")), "seconds": time.time() - t_epoch}
         self.logger.write(record, self.global_step)
         log.info("epoch %d train: loss %.4f (ce %.4f + flops %.4f G/frame, %s)  top1 %.2f%%  GFLOPs/video %.4f "
-                 "(exact)  lr %.5f", self.epoch + 1, record["loss"], record["ce"], record["flops"],
-                 cfg.train.flops_convention, record["top1"], record["gflops_per_video"], record["lr"])
+                 "(exact)  lr %.5f  skipped %d", self.epoch + 1, record["loss"], record["ce"], record["flops"],
+                 cfg.train.flops_convention, record["top1"], record["gflops_per_video"], record["lr"],
+                 record["skipped"])
 
     def _step(self, model: nn.Module, batch: dict[str, Any], lam: float, stop: _Stop) -> dict[str, float]:
         d, cfg = self.dist, self.cfg
@@ -448,29 +563,51 @@ def _fmt_ratios(ratios: list[float] | None) -> str:
     return "-" if ratios is None else "/".join(f"{100 * r:.1f}" for r in ratios)
 
 
-def train(cfg: Config, resume_from: str | Path | None = None) -> dict[str, Any]:
+def lock_run_dir(run_dir: Path, dist_info: DistInfo) -> ckpt.RunLock | None:
+    """Rank 0 takes the run directory's exclusive lock (:class:`~adafuse.engine.checkpoint.RunLock`) and tells
+    the other ranks whether it got it; every rank raises :class:`~adafuse.engine.checkpoint.RunDirLocked`
+    when another training holds the directory."""
+    lock, message = None, None
+    if dist_info.is_main:
+        try:
+            lock = ckpt.RunLock(run_dir).acquire()
+        except ckpt.RunDirLocked as err:
+            message = str(err)
+    message = broadcast_object(message)
+    if message is not None:
+        raise ckpt.RunDirLocked(message)
+    return lock
+
+
+def train(cfg: Config, resume_from: str | Path | None = None, force_resume: bool = False) -> dict[str, Any]:
     """Train as ``cfg`` says (under torchrun: one call per process). Returns the best validation metrics.
 
-    Raises :class:`TrainingDiverged` (NaN/inf; ``last.pt`` keeps the last good state) or
-    :class:`TrainingInterrupted` (SIGTERM/SIGINT; state saved).
+    The run directory is locked for the whole training (a second trainer fails at once with
+    :class:`~adafuse.engine.checkpoint.RunDirLocked`). Resuming from a checkpoint whose config differs in more
+    than harmless keys (:data:`HARMLESS_KEYS`) raises :class:`ResumeMismatch` unless ``force_resume``.
+    Raises :class:`TrainingDiverged` (NaN/inf; ``last.pt`` keeps the last good state),
+    :class:`TrainingInterrupted` (SIGTERM/SIGINT; state saved) or :class:`PeerFailed` (another process of a
+    distributed run failed). On an error no collective is entered, so no process waits for a dead peer.
     """
     dist_info = init_distributed(cfg.run.device)
     run_dir = run_dir_of(cfg)
-    setup_logging(run_dir, dist_info.is_main)
-    trainer = Trainer(cfg, dist_info)
-    trainer.setup(resume_from)
+    lock = lock_run_dir(run_dir, dist_info)
     try:
-        return trainer.fit()
+        setup_logging(run_dir, dist_info.is_main)
+        if lock is not None and lock.took_over:
+            log.warning("took over the lock of %s: that process is no longer running",
+                        ckpt.RunLock._describe(lock.took_over))
+        trainer = Trainer(cfg, dist_info, force_resume)
+        try:
+            trainer.setup(resume_from)
+            result = trainer.fit()
+        finally:
+            trainer.close()
+        barrier()  # reached only when every rank finished (never on an error path)
+        return result
     finally:
-        trainer.logger.close()
-        barrier_safe()
-
-
-def barrier_safe() -> None:
-    try:
-        barrier()
-    except Exception:  # a failed peer: do not hang on the way out
-        pass
+        if lock is not None:
+            lock.release()
 
 
 # ------------------------------------------------------------------------------------------ evaluation
@@ -512,6 +649,10 @@ def evaluate_checkpoint(
     dist_info = init_distributed(cfg.run.device)
     setup_logging(None, dist_info.is_main)
     model, payload = model_from_checkpoint(payload)
+    finite, bad = ckpt.all_finite(model)
+    if not finite:
+        raise NonFiniteCheckpoint(f"{checkpoint_path}: {bad} holds NaN/inf; the checkpoint cannot be evaluated "
+                                  "(a diverged training?)")
     if cfg.model.name != payload["arch"]:
         log.warning("config model.name=%s but the checkpoint holds %s: evaluating the checkpoint's model",
                     cfg.model.name, payload["arch"])
@@ -537,6 +678,9 @@ def evaluate_checkpoint(
                         cfg.model.num_frames, size, _views(cfg))
     metrics.update(num_skipped=skipped, checkpoint=str(checkpoint_path), decision=cfg.eval.decision,
                    epoch=payload.get("epoch"))
+    if metrics["num_nonfinite"]:  # the same on every rank (computed from the gathered records)
+        raise NonFiniteCheckpoint(f"{checkpoint_path}: {metrics['num_nonfinite']} of {metrics['num_videos']} videos "
+                                  "have NaN/inf logits; no metrics written")
     out = Path(out_dir) if out_dir is not None else default_eval_dir(checkpoint_path)
     if dist_info.is_main:
         write_eval(out, records, metrics)
@@ -546,6 +690,6 @@ def evaluate_checkpoint(
                  metrics["gflops_per_video"], _fmt_g(metrics.get("gflops_per_video_released_real")),
                  _fmt_g(metrics.get("gflops_per_video_released_upb")), out)
     metrics = broadcast_object(metrics)
-    barrier_safe()
+    barrier()
     return metrics
 
