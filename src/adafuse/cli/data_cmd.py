@@ -10,6 +10,28 @@ import os
 
 DATASET_CHOICES = ("sthv1", "sthv2", "jester", "kinetics", "minikinetics")
 
+EXIT_CODES = (
+    "exit codes: 0 done; 1 problems found (check), videos failed (extract) or missing with --strict (prepare); "
+    "2 bad input (missing or unreadable list, classes or annotation file; one line naming the file and line)"
+)
+
+
+def _guarded(verb: str, fn):
+    """Run a data command; a bad input file is one line on stderr and exit code 2 (no traceback)."""
+
+    def run(args: argparse.Namespace) -> int:
+        import sys
+
+        from adafuse.data.errors import DataError
+
+        try:
+            return fn(args)
+        except (DataError, FileNotFoundError, IsADirectoryError, ValueError) as err:
+            print(f"adafuse data {verb}: error: {err}", file=sys.stderr)
+            return 2
+
+    return run
+
 
 def _frame_range(text: str) -> tuple[int, int]:
     """``"16..48"`` / ``"16-48"`` / ``"32"`` -> (lo, hi)."""
@@ -36,9 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Build list files from the official annotation files. Videos are looked up under --root as "
             "frame folders <id>/ or video files <id>.<ext> (up to 3 directory levels deep). Missing or "
-            "unreadable videos are left out of the lists and reported (all of them in OUT/missing.txt)."
+            "unreadable or damaged videos (truncated files, frame folders with a gap) are left out of the lists "
+            "and reported (all of them in OUT/missing.txt, with the reason). Annotation files may have the "
+            "official long names (something-something-v2-train.json, jester-v1-train.csv, ...) or the short "
+            "ones (labels.json/train.json/validation.json, labels.csv/train.csv/validation.csv)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=EXIT_CODES,
     )
     p.add_argument("dataset", choices=DATASET_CHOICES)
     p.add_argument("--annotations", nargs="+", required=True, metavar="DIR_OR_FILE",
@@ -54,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--template", default="{:05d}.jpg", help="frame file name template (1-based)")
     p.add_argument("--workers", type=int, default=8, help="threads counting frames / probing videos")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any video is missing")
-    p.set_defaults(func=_prepare)
+    p.set_defaults(func=_guarded("prepare", _prepare))
 
     p = sub.add_parser(
         "extract",
@@ -65,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "folder and renamed when done). Exit status 1 if any video failed."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=EXIT_CODES,
     )
     p.add_argument("--list", required=True, help="video list ('<path> [<num_frames>] <label>' lines)")
     p.add_argument("--root", default=None, help="directory the list paths are relative to (default: the list's)")
@@ -76,17 +103,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--short-side", type=int, default=None, help="resize so the short side has S pixels")
     p.add_argument("--template", default="{:05d}.jpg", help="frame file name template (1-based)")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality")
-    p.set_defaults(func=_extract)
+    p.set_defaults(func=_guarded("extract", _extract))
 
     p = sub.add_parser(
         "check",
         help="report every problem of a list and its videos (exit 1 if any)",
         description=(
-            "Check a list file: malformed lines, labels out of range, duplicate ids, missing folders or "
-            "videos, undecodable or truncated videos, fewer frames than listed. Every problem is printed "
-            "as file:line. Videos are decoded completely."
+            "Check a list file: malformed lines, labels out of range, duplicate paths, missing folders or "
+            "videos, undecodable or truncated videos (fewer frames than the container declares), frame folders "
+            "with a gap below their highest frame, fewer frames than listed; with --deep also frames of "
+            "different sizes. Every problem is printed as file:line. Videos are decoded completely."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=EXIT_CODES,
     )
     p.add_argument("list", help="list file")
     p.add_argument("--root", default=None, help="directory the list paths are relative to (default: the list's)")
@@ -98,7 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", choices=("auto", "frames", "video"), default="auto", help="list format")
     p.add_argument("--deep", action="store_true", help="decode every frame image, not only the first and last")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes decoding videos")
-    p.set_defaults(func=_check)
+    p.set_defaults(func=_guarded("check", _check))
 
     p = sub.add_parser(
         "synth",
@@ -110,6 +139,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "val_videos.txt, classes.txt, synth.json. Options override the preset."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=EXIT_CODES,
     )
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--preset", choices=("default", "small", "tiny"), default="default",
@@ -122,7 +152,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed -> identical data)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="regenerate even if OUT holds the same set")
-    p.set_defaults(func=_synth)
+    p.set_defaults(func=_guarded("synth", _synth))
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -130,7 +160,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
     annotations = args.annotations[0] if len(args.annotations) == 1 else args.annotations
     if args.dataset == "minikinetics" and (args.subset_train is None or args.subset_val is None):
-        raise SystemExit("minikinetics needs --subset-train and --subset-val (YouTube-id list files)")
+        raise ValueError("minikinetics needs --subset-train and --subset-val (YouTube-id list files)")
     report = prepare_dataset(
         args.dataset, annotations, args.root, args.out,
         subset_train=args.subset_train, subset_val=args.subset_val, class_order=args.class_order,

@@ -1,5 +1,8 @@
 """Readers of the official annotation files of each data set -> classes + labelled video ids.
 
+Each file is found by its official name or, for SthV2 and Jester, by the short names of the current downloads
+(``labels.json``/``train.json``/``validation.json``; ``labels.csv``/``train.csv``/``validation.csv``).
+
 - Something-Something V1 (CSV, ``;``-separated): ``something-something-v1-labels.csv`` (one class name per
   line), ``something-something-v1-train.csv`` / ``-validation.csv`` (``<id>;<class name>``). Videos are
   frame folders ``<id>/00001.jpg``.
@@ -77,16 +80,18 @@ def _files(paths: AnnotationPaths) -> list[Path]:
     return out
 
 
-def _pick(files: list[Path], suffix: str, what: str, required: bool = True) -> Path | None:
-    """The file whose name ends with ``suffix`` (e.g. ``-labels.csv``)."""
-    found = [f for f in files if f.name.endswith(suffix)]
+def _pick(files: list[Path], names: Sequence[str], what: str, required: bool = True) -> Path | None:
+    """The one file called one of ``names`` (the official long name, e.g. ``jester-v1-labels.csv``, may
+    also end a longer name; short names like ``labels.csv`` must match exactly)."""
+    long_name, *short = names
+    found = [f for f in files if f.name.endswith(long_name) or f.name in short]
+    looked = " or ".join(names)
     if len(found) > 1:
-        raise FileNotFoundError(f"several {what} files ({suffix}): {[str(f) for f in found]}")
+        raise FileNotFoundError(f"several {what} files ({looked}): {', '.join(str(f) for f in found[:5])}")
     if not found:
         if required:
-            raise FileNotFoundError(
-                f"no {what} file (*{suffix}) among the annotation files {[str(f) for f in files]}"
-            )
+            raise FileNotFoundError(f"no {what} file among the {len(files)} annotation files given "
+                                    f"(looked for {looked})")
         return None
     return found[0]
 
@@ -101,23 +106,26 @@ def _read_20bn_csv(
 ) -> Annotations:
     """SthV1 / Jester: labels CSV + ``<id>;<class>`` split CSVs."""
     files = _files(paths)
-    labels_file = _pick(files, f"{prefix}-labels.csv", "labels")
+    labels_file = _pick(files, (f"{prefix}-labels.csv", "labels.csv"), "labels")
     names = [text.strip() for _, text in _read_lines(labels_file)]
     if len(set(names)) != len(names):
         raise ListFormatError(labels_file, None, "duplicate class names")
     classes = sorted(names) if class_order == "sorted" else names
     index = {name: i for i, name in enumerate(classes)}
     ann = Annotations(dataset, classes)
-    for split, suffix in (("train", f"{prefix}-train.csv"), ("val", f"{prefix}-validation.csv")):
-        path = _pick(files, suffix, f"{split} split", required=False)
+    for split, stem in (("train", "train"), ("val", "validation")):
+        names = (f"{prefix}-{stem}.csv", f"{stem}.csv")
+        path = _pick(files, names, f"{split} split", required=False)
         if path is None:
-            ann.notes.append(f"no {split} annotation file (*{suffix}) given: {split} list not written")
+            ann.notes.append(f"no {split} annotation file ({' or '.join(names)}) given: {split} list not written")
             continue
         for line, text in _read_lines(path):
             if ";" not in text:
                 raise ListFormatError(path, line, f"expected '<id>;<class name>', got {text!r}")
             vid, name = text.split(";", 1)
             name = name.strip()
+            if line == 1 and name not in index and not vid.strip().isdigit():
+                continue  # a header line ("video_id;label")
             if name not in index:
                 raise ListFormatError(path, line, f"class {name!r} is not in {labels_file.name}")
             ann.videos.append(AnnotatedVideo(vid.strip(), index[name], split, f"{path}:{line}"))
@@ -137,7 +145,7 @@ def read_jester(paths: AnnotationPaths, class_order: Literal["sorted", "file"] =
 def read_sthv2(paths: AnnotationPaths) -> Annotations:
     """Something-Something V2 annotations (174 classes, labels-file order); see the module docstring."""
     files = _files(paths)
-    labels_file = _pick(files, "-labels.json", "labels")
+    labels_file = _pick(files, ("something-something-v2-labels.json", "labels.json"), "labels")
     try:
         mapping = json.loads(labels_file.read_text(encoding="utf-8"))
     except ValueError as e:
@@ -156,10 +164,11 @@ def read_sthv2(paths: AnnotationPaths) -> Annotations:
     classes = [by_index[i] for i in range(len(by_index))]
     index = {name: i for i, name in enumerate(classes)}
     ann = Annotations("sthv2", classes)
-    for split, suffix in (("train", "-train.json"), ("val", "-validation.json")):
-        path = _pick(files, suffix, f"{split} split", required=False)
+    for split, stem in (("train", "train"), ("val", "validation")):
+        names = (f"something-something-v2-{stem}.json", f"{stem}.json")
+        path = _pick(files, names, f"{split} split", required=False)
         if path is None:
-            ann.notes.append(f"no {split} annotation file (*{suffix}) given: {split} list not written")
+            ann.notes.append(f"no {split} annotation file ({' or '.join(names)}) given: {split} list not written")
             continue
         try:
             entries = json.loads(path.read_text(encoding="utf-8"))

@@ -117,18 +117,35 @@ def parse_list_line(
     return VideoRecord(path=path, label=label, num_frames=count, list_file=src, line=line)
 
 
+def text_lines(path: str | os.PathLike) -> Iterable[tuple[int, str]]:
+    """``(1-based line number, text)`` of a UTF-8 text file; a line that is not UTF-8 raises
+    :class:`ListFormatError` naming ``file:line``, and a missing file ``FileNotFoundError`` naming it."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 -- closed below
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise ListFormatError(path, None, "is a directory, not a text file") from None
+    with f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ListFormatError(path, number, f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+                                                    f"{e.start + 1})") from None
+
+
 def read_list(list_file: str | os.PathLike, kind: ListKind = "auto") -> list[VideoRecord]:
     """Read a list file into records (see the module docstring for the formats).
 
-    Raises :class:`ListFormatError` (with ``file:line``) on the first malformed line and
+    Raises :class:`ListFormatError` (with ``file:line``) on the first malformed or non-UTF-8 line and
     ``FileNotFoundError`` if the file does not exist.
     """
     records = []
-    with open(list_file, encoding="utf-8") as f:
-        for number, text in enumerate(f, start=1):
-            if not text.strip() or text.lstrip().startswith("#"):
-                continue
-            records.append(parse_list_line(text, list_file, number, kind))
+    for number, text in text_lines(list_file):
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue
+        records.append(parse_list_line(text, list_file, number, kind))
     return records
 
 
@@ -136,15 +153,22 @@ def iter_list_lines(
     list_file: str | os.PathLike, kind: ListKind = "auto"
 ) -> Iterable[tuple[int, VideoRecord | ListFormatError]]:
     """Yield ``(line_number, record_or_error)`` for every non-empty line, without stopping at errors
-    (used by ``data check`` to report every malformed line)."""
-    with open(list_file, encoding="utf-8") as f:
-        for number, text in enumerate(f, start=1):
-            if not text.strip() or text.lstrip().startswith("#"):
-                continue
-            try:
-                yield number, parse_list_line(text, list_file, number, kind)
-            except ListFormatError as e:
-                yield number, e
+    (used by ``data check`` to report every malformed line; a non-UTF-8 line is reported as malformed)."""
+    lines = text_lines(list_file)
+    while True:
+        try:
+            number, text = next(lines)
+        except StopIteration:
+            return
+        except ListFormatError as e:  # undecodable line: the file cannot be read past it
+            yield e.line or 0, e
+            return
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue
+        try:
+            yield number, parse_list_line(text, list_file, number, kind)
+        except ListFormatError as e:
+            yield number, e
 
 
 def format_list_line(path: str, label: int, num_frames: int | None = None) -> str:
@@ -167,8 +191,7 @@ def write_list(records: Iterable[VideoRecord], list_file: str | os.PathLike) -> 
 
 def read_classes(path: str | os.PathLike) -> list[str]:
     """Class names from a ``classes.txt`` (one per line; index = 0-based line number)."""
-    with open(path, encoding="utf-8") as f:
-        names = [x.rstrip("\r\n") for x in f]
+    names = [x.rstrip("\r\n") for _, x in text_lines(path)]
     while names and not names[-1].strip():
         names.pop()
     for i, name in enumerate(names, start=1):

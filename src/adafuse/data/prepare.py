@@ -79,10 +79,10 @@ class PrepareReport:
             miss = sum(1 for m in self.missing if m[0] == split)
             lines.append(
                 f"  {split}: {self.written.get(split, 0)} videos written, "
-                f"{miss} of {self.annotated[split]} annotated videos missing or unreadable"
+                f"{miss} of {self.annotated[split]} annotated videos missing, unreadable or damaged"
             )
         if self.missing:
-            lines.append(f"  first {min(first, len(self.missing))} of {len(self.missing)} missing/unreadable "
+            lines.append(f"  first {min(first, len(self.missing))} of {len(self.missing)} missing/unreadable/damaged "
                          f"(all in {self.files.get('missing')}):")
             for split, name, reason, where in self.missing[:first]:
                 lines.append(f"    [{split}] {name}: {reason} ({where})")
