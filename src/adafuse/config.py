@@ -230,16 +230,25 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         where = f" (named as _base_ in {chain[-1]})" if chain else ""
         raise ConfigError(f"config file not found: {path}{where}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except yaml.YAMLError as err:  # position and problem only: never echo the file's text
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or type(err).__name__})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config file must be a mapping of sections, got {type(data).__name__}")
+        via = f" (named as _base_ in {chain[-1]})" if chain else ""
+        raise ConfigError(f"{path}{via}: a config file must be a mapping of sections, got {type(data).__name__}")
     bases = data.pop(BASE_KEY, None)
     if bases is None:
         return _check_keys(data, str(path))
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: {BASE_KEY} must be a file name or a list of file names")
     merged: dict[str, Any] = {}
-    for base in [bases] if isinstance(bases, str) else list(bases):
+    for base in bases:
         merged = _merge(merged, _read_yaml(path.parent / base, (*chain, path)))
     return _merge(merged, _check_keys(data, str(path)))
 
@@ -248,12 +257,13 @@ def _check_keys(data: dict[str, Any], source: str) -> dict[str, Any]:
     keys = all_keys()
     for section, values in data.items():
         if section not in SECTIONS:
-            raise ConfigError(f"{source}: unknown section '{section}'{_suggest(section, list(SECTIONS))}; "
+            name = str(section)[:40] + ("..." if len(str(section)) > 40 else "")
+            raise ConfigError(f"{source}: unknown section '{name}'{_suggest(str(section), list(SECTIONS))}; "
                               f"sections are {', '.join(SECTIONS)}")
         if values is None:
             continue
         if not isinstance(values, dict):
-            raise ConfigError(f"{source}: section '{section}' must be a mapping, got {values!r}")
+            raise ConfigError(f"{source}: section '{section}' must be a mapping, got {type(values).__name__}")
         for key in values:
             dotted = f"{section}.{key}"
             if dotted not in keys:
