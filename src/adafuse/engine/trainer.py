@@ -648,7 +648,7 @@ def evaluate_checkpoint(
     cfg = checkpoint_config(payload, config_path, overrides)
     dist_info = init_distributed(cfg.run.device)
     setup_logging(None, dist_info.is_main)
-    model, payload = model_from_checkpoint(payload)
+    model, payload = model_from_checkpoint(payload, name=str(checkpoint_path))
     finite, bad = ckpt.all_finite(model)
     if not finite:
         raise NonFiniteCheckpoint(f"{checkpoint_path}: {bad} holds NaN/inf; the checkpoint cannot be evaluated "

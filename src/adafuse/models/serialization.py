@@ -73,14 +73,15 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def model_from_checkpoint(source: str | Path | dict[str, Any]) -> tuple[VideoRecognizer, dict[str, Any]]:
+def model_from_checkpoint(source: str | Path | dict[str, Any],
+                          name: str | None = None) -> tuple[VideoRecognizer, dict[str, Any]]:
     """Rebuild the model of a checkpoint (file path or payload dict) and load its weights.
 
     Returns ``(model in eval mode, payload)``. A ``build_config`` key the model's builder does not take is
     an error (``ValueError`` naming the valid keys), not silently dropped.
     """
     payload = source if isinstance(source, dict) else load_checkpoint_file(source)
-    name = "checkpoint" if isinstance(source, dict) else str(source)
+    name = name or ("checkpoint" if isinstance(source, dict) else str(source))
     config = dict(payload.get("build_config") or {})
     try:
         model = build_model(payload["arch"], **config)
@@ -91,7 +92,7 @@ def model_from_checkpoint(source: str | Path | dict[str, Any]) -> tuple[VideoRec
         model.load_state_dict(payload["model"])
     except (RuntimeError, KeyError, TypeError) as err:
         lines = [x.strip() for x in str(err).splitlines()[1:] if x.strip()]
-        detail = "; ".join(lines[:2]) + (f"; ... ({len(lines) - 2} more)" if len(lines) > 2 else "")
+        detail = lines[0].rstrip(".") + (f"; and {len(lines) - 1} more" if len(lines) > 1 else "") if lines else ""
         raise CheckpointError(f"{name}: its weights do not fit the model {payload['arch']!r} "
                               f"({detail or _first_line(err)})") from None
     if payload.get("input_spec"):
