@@ -85,3 +85,22 @@ def test_bad_values_name_the_key():
 
 def parse_and_build(overrides: list[str]) -> Config:
     return load_config(None, overrides)
+
+
+def test_base_errors_do_not_echo_the_file_they_read(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password: hunter2: [unclosed\nline two of the secret\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"_base_: {secret}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    msg = str(e.value)
+    assert "secret.txt:1:" in msg and "not valid YAML" in msg
+    assert "hunter2" not in msg and "line two" not in msg and "\n" not in msg
+    secret.write_text("model: [api_key_1234]\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert "api_key_1234" not in str(e.value) and "model" in str(e.value)
+    cfg.write_text("_base_: 5\n")
+    with pytest.raises(ConfigError, match="_base_ must be a file name"):
+        load_config(cfg)
