@@ -132,10 +132,10 @@ def evaluate_budgets(
     fields) or at several ``budgets`` (writes ``budget_curve.json``). ``sparse_clips > 0`` also times the
     sparse executor on that many validation clips at each point. Returns the metrics (one point) or the curve."""
     from adafuse.engine.data import EpochSampler, build_dataset, build_loader, resolve_classes
-    from adafuse.engine.distributed import broadcast_object, init_distributed
+    from adafuse.engine.distributed import barrier, broadcast_object, init_distributed
     from adafuse.engine.evaluate import evaluate, summarize, write_eval
     from adafuse.engine.metrics import setup_logging
-    from adafuse.engine.trainer import amp_dtype_for, barrier_safe, checkpoint_config, default_eval_dir
+    from adafuse.engine.trainer import amp_dtype_for, checkpoint_config, default_eval_dir
     from adafuse.flops import static_cost
     from adafuse.inference.budget import calibrate, check_budget, set_budget_shift
     from adafuse.models.serialization import load_checkpoint_file, model_from_checkpoint
@@ -145,7 +145,7 @@ def evaluate_budgets(
     cfg = checkpoint_config(payload, config_path, overrides)
     dist_info = init_distributed(cfg.run.device)
     setup_logging(None, dist_info.is_main)
-    model, payload = model_from_checkpoint(payload)
+    model, payload = model_from_checkpoint(payload, name=str(checkpoint_path))
     class_names = payload.get("class_names") or resolve_classes(cfg)
     size = cfg.data.input_size
     eval_cost = static_cost(model, size)
@@ -171,8 +171,8 @@ def evaluate_budgets(
     sparse_set = None
     if sparse_clips > 0:
         picks = range(min(sparse_clips, len(dataset)))
-        vids = [dataset[i] for i in picks]
-        sparse_set = torch.stack([v["video"][0] if v["video"].dim() == 5 else v["video"] for v in vids if v])
+        vids = [v for v in (dataset[i] for i in picks) if isinstance(v, dict)]  # skipped samples dropped
+        sparse_set = torch.stack([v["video"][0] if v["video"].dim() == 5 else v["video"] for v in vids])
 
     if not budgets:
         s, cal = resolve_shift(model, payload, cfg, budget, shift, calib_list, calib_clips)
@@ -185,7 +185,7 @@ def evaluate_budgets(
             write_eval(out, records, metrics)
             (out / "config.yaml").write_text(cfg.to_yaml())
         metrics = broadcast_object(metrics)
-        barrier_safe()
+        barrier()
         return metrics
 
     if shift is not None or budget is not None:
@@ -225,7 +225,7 @@ def evaluate_budgets(
         tmp.write_text(json.dumps(curve, indent=1) + "\n")
         tmp.replace(out / "budget_curve.json")
     curve = broadcast_object(curve)
-    barrier_safe()
+    barrier()
     return curve
 
 
