@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from adafuse.analysis import plots
+from adafuse.analysis.budget_curves import load_budget_curve, plot_budget_curves
 from adafuse.analysis.frames import read_thumbnails
 from adafuse.analysis.runs import RunData, load_run
 from adafuse.analysis.stats import ACTIONS, comparison_points, run_stats
@@ -98,6 +99,11 @@ def build_report(
     written: list[Path] = []
     figures["flops_accuracy"] = plots.plot_flops_accuracy(points, out / "flops_accuracy.png")
     written.append(figures["flops_accuracy"])
+    curves = {name: c for name, run in zip(names, runs, strict=True) if (c := load_budget_curve(run.path))}
+    if curves:
+        others = [p for p in points if p["run"] not in curves]
+        figures["budget_curves"] = plot_budget_curves(curves, others, out / "budget_curves.png")
+        written.append(figures["budget_curves"])
     mixes = {name: s["policy"]["mix"] for name, s in all_stats.items() if s["policy"]}
     if mixes:
         figures["policy_mix"] = plots.plot_policy_mix(mixes, out / "policy_mix.png")
@@ -144,8 +150,10 @@ def build_report(
             for name, run in zip(names, runs, strict=True)
         },
         "comparison": points,
+        "budget_curves": curves,
         "figures": {
             "flops_accuracy": figures["flops_accuracy"].name,
+            **({"budget_curves": figures["budget_curves"].name} if "budget_curves" in figures else {}),
             **({"policy_mix": figures["policy_mix"].name} if "policy_mix" in figures else {}),
             "runs": {name: {k: p.name for k, p in f.items()} for name, f in figures["runs"].items()},
         },
@@ -378,6 +386,13 @@ def render_html(
             "the paper's Fig. 2. <b>How to read it:</b> up and to the left is better — more accuracy for less "
             "computation. Compare only runs evaluated on the same data."),
     ]
+    if "budget_curves" in figures:
+        body.append(_figure_html(
+            figures["budget_curves"], "GFLOPs vs top-1 at compute budgets",
+            "<b>What it shows:</b> each line is one checkpoint evaluated at several compute budgets "
+            "(<code>adafuse eval --budgets</code>; labels: the budget, a fraction of the GFLOPs with every channel "
+            "kept), squares are the other runs (e.g. models trained at fixed FLOPs weights). <b>How to read it:</b> "
+            "a line above the squares gives the same accuracy for less computation from a single checkpoint."))
     if "policy_mix" in figures:
         body += [
             '<h2 id="mix">Policy mix</h2>',

@@ -6,7 +6,7 @@ reaches it is looked up in the checkpoint (``adafuse calibrate`` stores it) or c
 ``num_clips`` clips of a list (default: an evenly spread sample of the training list, centre crop, evaluation
 sampling). ``eval/budget_curve.json``::
 
-    {"gflops_all_keep": G, "checkpoint": str, "calibration": {...}, "points": [
+    {"gflops_all_keep": G, "checkpoint": str, "calibration": {...}, "own_policy": {...}, "points": [
         {"budget", "shift", "gflops_per_video", "fraction", "calibrated_fraction", "top1", "top5",
          "policy_ratios", ["sparse_ms_per_clip", "sparse_gflops_per_clip"]}, ...]}
 
@@ -129,7 +129,8 @@ def evaluate_budgets(
     sparse_clips: int = 0,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint at one budget/shift (writes ``predictions.jsonl`` + ``metrics.json`` with the budget
-    fields) or at several ``budgets`` (writes ``budget_curve.json``). ``sparse_clips > 0`` also times the
+    fields) or at several ``budgets`` (writes ``budget_curve.json``, and the usual ``predictions.jsonl`` +
+    ``metrics.json`` of the model's own policy). ``sparse_clips > 0`` also times the
     sparse executor on that many validation clips at each point. Returns the metrics (one point) or the curve."""
     from adafuse.engine.data import EpochSampler, build_dataset, build_loader, resolve_classes
     from adafuse.engine.distributed import barrier, broadcast_object, init_distributed
@@ -194,6 +195,10 @@ def evaluate_budgets(
     for b in budgets:
         check_budget(b, floor)
     clips, source = calibration_clips(cfg, model.num_classes, class_names, model.input_spec, calib_list, calib_clips)
+    records, own = run_point(0.0)  # the model's own policy: the run's usual eval files, and the curve's reference
+    if dist_info.is_main:
+        write_eval(out, records, own)
+        (out / "config.yaml").write_text(cfg.to_yaml())
     points = []
     for b in budgets:
         cal = calibrate(model, clips, b, source=source)
@@ -215,6 +220,9 @@ def evaluate_budgets(
         "floor": floor, "frames": cfg.model.num_frames, "input_size": size, "views": views,
         "calibration": {"source": source, "num_clips": int(clips.shape[0])},
         "threads": torch.get_num_threads(),
+        "own_policy": {"shift": 0.0, "gflops_per_video": own["gflops_per_video"],
+                       "fraction": own["gflops_per_video"] / own["gflops_static_per_video"], "top1": own["top1"],
+                       "top5": own["top5"], "policy_ratios": own["policy_ratios"]},
         "points": points,
     }
     if dist_info.is_main:
