@@ -83,6 +83,9 @@ def test_eval_budgets_writes_the_curve(budget_ckpt, tmp_path, capsys):
         assert p["fraction"] == pytest.approx(p["gflops_per_video"] / curve["gflops_all_keep"])
         assert abs(p["calibrated_fraction"] - p["budget"]) <= 0.02 * p["budget"]
         assert abs(sum(p["policy_ratios"]) - 1) < 1e-6 and p["sparse_ms_per_clip"] > 0
+    own = json.loads((out / "metrics.json").read_text())  # the own policy's usual eval files, too
+    assert own["budget_shift"] == 0.0 and curve["own_policy"]["gflops_per_video"] == own["gflops_per_video"]
+    assert (out / "predictions.jsonl").is_file()
     # the evaluated videos spend about what the calibration clips did (same synthetic distribution)
     assert curve["points"][0]["fraction"] >= 0.98
     assert curve["points"][0]["policy_ratios"][2] > curve["points"][1]["policy_ratios"][2]
