@@ -129,6 +129,11 @@ class TrainConfig:
     flops_start_epoch: float = opt(0.0, "lambda is 0 before this epoch (lets a network trained from scratch learn "
                                         "features before the FLOPs term pushes the policy towards skipping)")
     flops_warmup_epochs: float = opt(0.0, "then ramp lambda linearly from 0 over this many epochs (0 = full at once)")
+    budget_range: list[float] | None = opt(None, "budget-conditioned training: [lo, hi] fractions of the all-keep "
+                                                 "GFLOPs; a target F is drawn per batch, given to the policy, and "
+                                                 "budget_weight * |spent fraction - F| replaces lambda * G "
+                                                 "(flops_start_epoch/flops_warmup_epochs ramp it; null = off)")
+    budget_weight: float = opt(1.0, "weight of the distance to the target budget (with budget_range)")
     label_smoothing: float = opt(0.0, "label smoothing of the cross-entropy (0 = off, as the paper)")
     amp: str = opt("auto", "mixed precision: auto (bf16 if the GPU supports it, else fp16; off on CPU), bf16, fp16, "
                            "off", choices=("auto", "bf16", "fp16", "off"))

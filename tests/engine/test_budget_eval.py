@@ -137,3 +137,26 @@ def test_export_bakes_the_shift_into_the_graph(budget_ckpt, tmp_path, capsys):
     out = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
     assert torch.allclose(out, shifted, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(out, own, rtol=1e-3, atol=1e-4)
+
+
+def test_budget_conditioned_training(engine_synth, tmp_path):
+    from adafuse.engine import trainer as trainer_mod
+    from adafuse.models.budget_conditioning import is_budget_conditioned
+    from adafuse.models.serialization import model_from_checkpoint
+
+    cfg = tiny_config(engine_synth, tmp_path, "cond", optim={"epochs": 1, "lr_steps": []},
+                      train={"budget_range": [0.5, 1.0], "budget_weight": 2.0})
+    threads = torch.get_num_threads()
+    try:
+        trainer_mod.train(Config.from_dict(cfg))
+    finally:
+        torch.set_num_threads(threads)
+    ckpt = tmp_path / "cond" / "checkpoints" / "last.pt"
+    state = torch.load(ckpt, weights_only=True)["model"]
+    embeds = [k for k in state if ".target_embed." in k]
+    assert len(embeds) == 16 and any(state[k].abs().sum() > 0 for k in embeds)  # 8 gates x (weight, bias), trained
+    model, _ = model_from_checkpoint(ckpt)
+    assert is_budget_conditioned(model)
+    with pytest.raises(ValueError, match="budget_range"):
+        bad = tiny_config(engine_synth, tmp_path, "bad", train={"budget_range": [0.8, 0.5]})
+        trainer_mod.train(Config.from_dict(bad))

@@ -84,6 +84,9 @@ def resolve_shift(model: torch.nn.Module, payload: dict[str, Any], cfg: Config |
     if calib_list is None:
         stored = find_stored(payload, budget, size)
         if stored is not None:
+            from adafuse.models.budget_conditioning import set_budget_target
+
+            set_budget_target(model, budget)  # a budget-conditioned model also gets the budget as its target
             log.info("budget %g: stored calibration, shift %g", budget, stored["shift"])
             return float(stored["shift"]), {**stored, "stored": True}
     if cfg is None:

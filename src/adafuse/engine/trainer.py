@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -123,6 +124,22 @@ def build_model_from_config(cfg: Config, num_classes: int) -> nn.Module:
     return model
 
 
+def _budget_range(cfg: Config, model: nn.Module) -> tuple[float, float] | None:
+    """``train.budget_range`` checked; enables the budget-conditioned policy of ``model`` when set."""
+    r = cfg.train.budget_range
+    if r is None:
+        return None
+    if len(r) != 2 or not 0.0 < r[0] <= r[1] <= 1.0:
+        raise ValueError(f"train.budget_range must be [lo, hi] with 0 < lo <= hi <= 1, got {r}")
+    if not fusion_modules(model):
+        raise ValueError(f"train.budget_range needs a model with a policy; {cfg.model.name} has none")
+    from adafuse.models.budget_conditioning import enable_budget_conditioning, set_budget_target
+
+    enable_budget_conditioning(model)
+    set_budget_target(model, (r[0] + r[1]) / 2)
+    return float(r[0]), float(r[1])
+
+
 def amp_dtype_for(mode: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype of ``train.amp`` on ``device`` (None = full precision)."""
     if mode == "off" or (mode == "auto" and device.type != "cuda"):
@@ -212,6 +229,7 @@ class Trainer:
         self.num_classes = check_num_classes(cfg, self.class_names)
         ckpt.seed_everything(cfg.run.seed)  # identical initial weights on every rank
         model = build_model_from_config(cfg, self.num_classes)
+        self.budget_range = _budget_range(cfg, model)
         self.cost = static_cost(model, cfg.data.input_size)
         self.gated = bool(fusion_modules(model))
         self.train_set = build_dataset(cfg, "train", self.num_classes, self.class_names, model.input_spec)
@@ -480,8 +498,17 @@ class Trainer:
         video = batch["video"].to(d.device, non_blocking=True)
         labels = batch["label"].to(d.device, non_blocking=True)
         n = video.shape[0]
+        target = 0.0
+        if self.budget_range is not None:  # a target budget per batch, the same on every rank (seeded by step)
+            from adafuse.models.budget_conditioning import set_budget_target
+
+            lo, hi = self.budget_range
+            target = float(np.random.default_rng([cfg.run.seed, self.global_step]).uniform(lo, hi))
+            set_budget_target(self.model, target)
         with autocast_context(d.device, self.amp_dtype):
             logits = model(video)
+        if self.budget_range is not None:  # validation and checkpoints see the middle of the range
+            set_budget_target(self.model, sum(self.budget_range) / 2)
         logits = logits.float()
         ce = F.cross_entropy(logits, labels, label_smoothing=cfg.train.label_smoothing)
         if self.gated:
@@ -489,7 +516,11 @@ class Trainer:
             g = loss_gflops(self.cost, masks, cfg.model.num_frames, convention=cfg.train.flops_convention)
             with torch.no_grad():
                 video_gflops = dynamic_gflops(self.cost, [m.detach() for m in masks], cfg.model.num_frames).mean()
-            loss = ce + lam * g
+            if self.budget_range is not None:  # distance of the spent fraction to this batch's target, same ramp
+                ramp_factor = lam / cfg.train.flops_weight if cfg.train.flops_weight else 1.0
+                loss = ce + ramp_factor * cfg.train.budget_weight * (g / (self.cost.total / 1e9) - target).abs()
+            else:
+                loss = ce + lam * g
         else:
             dense = self.cost.total if cfg.train.flops_convention == "exact" else self.cost.released
             g = torch.tensor(dense / 1e9, device=d.device)

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from adafuse.flops import GIGA, StaticCost, dynamic_gflops, static_cost
+from adafuse.models.budget_conditioning import set_budget_target
 from adafuse.models.fusion import ACTIONS, collect_masks, fusion_modules, policy_state
 from adafuse.models.recognizer import unwrap
 
@@ -198,11 +199,13 @@ def calibrate(model: nn.Module, clips: Tensor, budget: float, cost: StaticCost |
     above the budget, negative if below), then bisects until the relative GFLOPs error is at most
     ``tolerance`` or ``max_evaluations`` forward passes were spent; it returns the closest point seen.
     Raises :class:`BudgetError` for a budget above 1, below the floor, or beyond what the shift reaches
-    (e.g. a reuse/keep model cannot skip)."""
+    (e.g. a reuse/keep model cannot skip). A budget-conditioned model (:mod:`adafuse.models.budget_conditioning`)
+    is first given ``budget`` as its target (and keeps it): the shift then corrects what the conditioning misses."""
     core = unwrap(model)
     cost = cost if cost is not None else static_cost(core, int(clips.shape[-1]))
     floor, _ = budget_range(core, cost)
     check_budget(budget, floor)
+    set_budget_target(core, budget)
     evaluations = 0
     seen: list[ClipCost] = []
 

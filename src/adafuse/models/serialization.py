@@ -88,6 +88,10 @@ def model_from_checkpoint(source: str | Path | dict[str, Any],
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{name}: its build_config does not fit model {payload['arch']!r}: "
                               f"{_first_line(err)}") from None
+    from adafuse.models.budget_conditioning import EMBED_KEY, enable_budget_conditioning
+
+    if any(EMBED_KEY in k for k in payload["model"]):  # a budget-conditioned policy
+        enable_budget_conditioning(model)
     try:
         model.load_state_dict(payload["model"])
     except (RuntimeError, KeyError, TypeError) as err:

@@ -115,9 +115,15 @@ class Gate:
         self.reset()
 
     def _shift(self) -> Tensor | None:
-        """The fusion module's compute-budget shift as a logit offset ``(A,)`` (None when it is 0)."""
+        """What to subtract from the policy's logits: the compute-budget shift ``(A,)`` (None when it is 0) and
+        a budget-conditioned policy's target offset ``(C, A)``."""
         b = self.fusion.budget_shift
-        return b * self.fusion.budget_cost if b else None
+        shift = b * self.fusion.budget_cost if b else None
+        offset = getattr(self.fusion.policy, "target_offset", None)
+        if offset is not None:
+            o = offset().detach()
+            shift = -o if shift is None else shift - o
+        return shift
 
     def reset(self) -> None:
         self.frame = 0
