@@ -518,7 +518,8 @@ class Trainer:
                 video_gflops = dynamic_gflops(self.cost, [m.detach() for m in masks], cfg.model.num_frames).mean()
             if self.budget_range is not None:  # distance of the spent fraction to this batch's target, same ramp
                 ramp_factor = lam / cfg.train.flops_weight if cfg.train.flops_weight else 1.0
-                loss = ce + ramp_factor * cfg.train.budget_weight * (g / (self.cost.total / 1e9) - target).abs()
+                dense = self.cost.total if cfg.train.flops_convention == "exact" else self.cost.released
+                loss = ce + ramp_factor * cfg.train.budget_weight * (g / (dense / 1e9) - target).abs()
             else:
                 loss = ce + lam * g
         else:
