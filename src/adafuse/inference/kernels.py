@@ -56,6 +56,8 @@ def _load() -> ctypes.CDLL | None:
                                         i32, ptr, i32, ptr, i64, ptr, i64, i32, i32, ptr, i32, i32]
     lib.adafuse_gather_padded.argtypes = [ptr, i64, i32, i32, ptr, i64, ptr, i32, i32, i32, i32, i32]
     lib.adafuse_gather_padded.restype = None
+    lib.adafuse_pack_columns.argtypes = [ptr, ptr, i64, i64, ptr, i32]
+    lib.adafuse_pack_columns.restype = None
     lib.adafuse_conv_subset.restype = i32
     lib.adafuse_set_isa.argtypes = [i32]
     lib.adafuse_set_isa.restype = i32
@@ -179,6 +181,22 @@ def gather_padded(dst: Tensor, col0: int, src: Tensor, idx: Tensor | None, ncols
         raise TypeError("idx must be a contiguous int32 tensor of ncols entries")
     lib.adafuse_gather_padded(dst.data_ptr(), dst.stride(0), dst.shape[1], col0, src.data_ptr(), src.stride(0),
                               idx.data_ptr() if idx is not None else None, ncols, h, w, ph, pw)
+
+
+def pack_columns(weight: Tensor, ids: Tensor) -> Tensor:
+    """``weight[:, ids]`` of a row-major float32 matrix, packed contiguously, in one single-threaded pass
+    (safe to call from the kernel threads; ``ids``: int64)."""
+    lib = _load()
+    if lib is None:
+        raise RuntimeError(status())
+    if weight.dtype != torch.float32 or weight.dim() != 2 or weight.stride(1) != 1 or ids.dtype != torch.int64:
+        raise TypeError("pack_columns needs a float32 matrix with unit column stride and int64 ids")
+    if not ids.is_contiguous() or (ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= weight.shape[1])):
+        raise ValueError("pack_columns: ids out of range")
+    out = weight.new_empty(weight.shape[0], ids.numel())
+    lib.adafuse_pack_columns(out.data_ptr(), weight.data_ptr(), weight.stride(0), weight.shape[0], ids.data_ptr(),
+                             ids.numel())
+    return out
 
 
 class WorkerPool:

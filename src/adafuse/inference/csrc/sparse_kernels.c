@@ -358,3 +358,13 @@ void adafuse_gather_padded(float *dst, int64_t ldd, int width, int col0, const f
 /* The build names the library like a Python extension module, whose linker step expects this symbol on some
    platforms. It is never imported as a module (ctypes loads it), so the function only reports that. */
 void *PyInit__sparse_kernels(void) { return 0; }
+
+/* dst[r, i] = src[r * lds + ids[i]] for r < rows, i < nids (dst row stride nids): the columns ids of a row-major
+   matrix, packed (the producer's output-channel subset of an input-major weight). */
+void adafuse_pack_columns(float *dst, const float *src, int64_t lds, int64_t rows, const int64_t *ids, int nids) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *s = src + r * lds;
+        float *d = dst + r * nids;
+        for (int i = 0; i < nids; i++) d[i] = s[ids[i]];
+    }
+}

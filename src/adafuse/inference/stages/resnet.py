@@ -196,7 +196,7 @@ class ResidualStage(Stage):
                                         ys[i], c1.bias, relu=True, rows=rows1)
                 elif ids[i].numel():
                     kernels.conv_subset(src[i], (h, w), _iota(c_in), _columns(w1p, ids[i]), c_in, c1.kernel,
-                                        c1.stride, c1.padding, ys[i], c1.bias.index_select(0, ids[i]), relu=True,
+                                        c1.stride, c1.padding, ys[i], c1.bias[ids[i]], relu=True,
                                         rows=rows1)
             return run
 
@@ -254,8 +254,9 @@ def _iota(n: int) -> Tensor:
 
 
 def _columns(weight: Tensor, ids: Tensor) -> Tensor:
-    """Columns ``ids`` (output channels) of an input-major weight, packed contiguously."""
-    return weight.index_select(1, ids)
+    """Columns ``ids`` (output channels) of an input-major weight, packed contiguously (in C: this runs on the
+    kernel threads, where a PyTorch op would start an OpenMP team of its own)."""
+    return kernels.pack_columns(weight, ids)
 
 
 def _padded(frame: Tensor, hw: tuple[int, int], padding: tuple[int, int]) -> Tensor:
