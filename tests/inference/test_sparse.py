@@ -61,8 +61,9 @@ def test_input_subset_paths_agree(arch, size, gemm_pixels, monkeypatch):
     assert [r.to_dict() for r in forced[0]] == [r.to_dict() for r in default[0]]
 
 
-@pytest.mark.parametrize("arch,size", [("adafuse_tsn_r50", 32), ("adafuse_tsn_bninception", 64)])
-def test_clip_mode_chunks_equal_frame_steps(arch, size):
+@pytest.mark.parametrize("arch,size", [("adafuse_tsn_r50", 32), ("adafuse_tsn_bninception", 64),
+                                       ("adafuse_tsn_effb0", 32)])
+def test_clip_mode_chunks_equal_frame_steps(arch, size, kernel_path):
     """Clip mode (layer by layer, batched policy) in chunks of 3, 1 and 2 frames continues the same stream as
     single steps: equal running logits, and per-frame reports (actions, channels, MACs, FLOPs) identical."""
     model = tiny_model(arch, num_frames=6)  # its own (decisive) policy: no injected masks

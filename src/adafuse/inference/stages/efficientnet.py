@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adafuse.inference.folding import FoldedConv
 from adafuse.inference.stages.common import (
+    Clip,
     ConvStage,
     Feature,
     Gate,
     GateFactory,
     Stage,
     StepContext,
+    as_batch,
     densify,
     register_stages,
 )
@@ -50,6 +55,15 @@ class MBConvStage(Stage):
         role = (self.gate.index, "f1_prev" if lazy else "f1")
         return self.expand.run(x, ctx.meter, role, out_idx=idx, nominal=not lazy)
 
+    def _depthwise(self, u: Tensor, order: Tensor | None, ctx: StepContext) -> Tensor:
+        """The consumer on one frame's fused input ``u`` (its channels ``order``; None = all): ``(1, C, H, W)``,
+        a fresh tensor, with the constant output of the channels that were not read."""
+        if order is None:
+            return self.depthwise.run(u, ctx.meter, (self.gate.index, "f2"))
+        part = self.depthwise.run(u, ctx.meter, (self.gate.index, "f2"), out_idx=order)
+        d = part.new_empty(1, self.depthwise.out_channels, part.shape[2], part.shape[3])
+        return d.copy_(self.dw_const.expand_as(d)).index_copy_(1, order, part)
+
     def step(self, x: Feature, ctx: StepContext) -> Tensor:
         x = densify(x)
         meter = ctx.meter
@@ -58,17 +72,35 @@ class MBConvStage(Stage):
             d = self.depthwise.run(h, meter)
         else:
             actions = self.gate.decide(lambda: x.mean(dim=(2, 3)), ctx)
-            u, order = self.gate.fuse(actions, self._produce, x, ctx)
-            if order is None:
-                d = self.depthwise.run(u, meter, (self.gate.index, "f2"))
-            else:
-                part = self.depthwise.run(u, meter, (self.gate.index, "f2"), out_idx=order)
-                d = part.new_empty(1, self.depthwise.out_channels, part.shape[2], part.shape[3])
-                d.copy_(self.dw_const.expand_as(d)).index_copy_(1, order, part)  # a fresh tensor: mul_ below
+            d = self._depthwise(*self.gate.fuse(actions, self._produce, x, ctx), ctx)
         s = d.mean(dim=(2, 3), keepdim=True)
         meter.fixed((d.shape[2] * d.shape[3] + 1) * d.shape[1])  # the SE's adaptive average pool
         s = self.se_fc2.run(self.se_fc1.run(s, meter), meter)
         out = self.project.run(d.mul_(s), meter)
+        return out.add_(x) if self.residual else out
+
+    def step_clip(self, xs: Clip, ctxs: Sequence[StepContext]) -> Tensor:
+        """All frames at once: the policy MLP, the squeeze-excitation and the projection batched over the ``T``
+        frames (and the whole block when ungated); the gated expansion/depthwise frame by frame, in order."""
+        x, meters = as_batch(xs), [c.meter for c in ctxs]
+        if self.gate is None:
+            h = self.expand.run_batch(x, meters) if self.expand is not None else x
+            d = self.depthwise.run_batch(h, meters)
+        else:
+            actions = self.gate.decide_clip(x.mean(dim=(2, 3)), ctxs)
+            frames, last = [], len(ctxs) - 1
+            for t, ctx in enumerate(ctxs):
+                ahead, ahead_ctx = (actions[t + 1], ctxs[t + 1]) if t < last else (None, None)
+                fused = self.gate.fuse(actions[t], self._produce, x[t:t + 1], ctx, ahead, ahead_ctx)
+                frames.append(self._depthwise(*fused, ctx))
+            d = torch.cat(frames, dim=0)
+            if self.gate.prev_src is not None:  # own copy: a view would keep the whole batch alive
+                self.gate.prev_src = self.gate.prev_src.clone()
+        s = d.mean(dim=(2, 3), keepdim=True)
+        for m in meters:
+            m.fixed((d.shape[2] * d.shape[3] + 1) * d.shape[1])  # the SE's adaptive average pool
+        s = self.se_fc2.run_batch(self.se_fc1.run_batch(s, meters), meters)
+        out = self.project.run_batch(d.mul_(s), meters)
         return out.add_(x) if self.residual else out
 
 
