@@ -31,18 +31,13 @@ from torch import Tensor, nn
 from adafuse.inference.accounting import Meter, StepReport
 from adafuse.inference.stages import Clip, Gate, Stage, StepContext, as_batch, densify, stage_builder
 from adafuse.models.fusion import AdaptiveFusion, fusion_modules
+from adafuse.models.recognizer import unwrap
 from adafuse.models.temporal import AverageConsensusHead, TemporalShift
 
 
 class StreamingNotSupportedError(ValueError):
     """The model cannot run frame by frame (e.g. a TSM shift needs frame t+1, or the head is not an average
     of per-frame logits)."""
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """Strip DDP / torch.compile wrappers."""
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
 
 
 def clip_obstacle(model: nn.Module) -> str | None:

@@ -25,9 +25,9 @@ from adafuse.inference.sparse import (
     StreamingNotSupportedError,
     clip_obstacle,
     streaming_obstacle,
-    unwrap,
 )
 from adafuse.models.fusion import policy_state
+from adafuse.models.recognizer import unwrap
 
 
 class StreamingRecognizer:

@@ -391,3 +391,12 @@ def stage_builder(backbone: nn.Module) -> StageBuilder | None:
         if cls in STAGE_BUILDERS:
             return STAGE_BUILDERS[cls]
     return None
+
+
+def check_gated_layers(block: nn.Module, name: str, producers: list[nn.Module], consumers: list[nn.Module]) -> None:
+    """The stage slices the producers and consumers the block declares (``fusion_cost_layers()``, the
+    description the FLOPs engine reads too): refuse a block whose description says otherwise."""
+    declared = block.fusion_cost_layers()
+    if block.fusion is not None and (list(declared.producers) != producers or list(declared.consumers) != consumers):
+        raise NotImplementedError(f"{name}: the block declares other gated layers than its executor stage slices "
+                                  "(update the stage in adafuse.inference.stages with the block)")

@@ -18,6 +18,7 @@ from adafuse.inference.stages.common import (
     Stage,
     StepContext,
     as_batch,
+    check_gated_layers,
     densify,
     register_stages,
 )
@@ -37,6 +38,8 @@ class MBConvStage(Stage):
     (conv of zeros), so it is filled in without being computed. SE and project run on all channels."""
 
     def __init__(self, block: nn.Module, name: str, gate: Gate | None) -> None:
+        if block.fusion is not None:
+            check_gated_layers(block, name, [block.expand[0]], [block.depthwise[0]])
         self.expand = _conv_bn_act(block.expand, f"{name}.block.0") if block.expand is not None else None
         nb = len(block.block)
         self.depthwise = _conv_bn_act(block.depthwise, f"{name}.block.{nb - 3}")

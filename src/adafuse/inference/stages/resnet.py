@@ -27,6 +27,7 @@ from adafuse.inference.stages.common import (
     Stage,
     StepContext,
     as_batch,
+    check_gated_layers,
     densify,
     register_stages,
 )
@@ -43,6 +44,7 @@ class ResidualStage(Stage):
         self.shift = getattr(block, "shift", None)  # TSM: only whole clips (the shift reads frame t+1)
         self.shift_shortcut = bool(getattr(block, "shift_shortcut", False))
         bottleneck = hasattr(block, "conv3")
+        check_gated_layers(block, name, [block.conv1], [block.conv2])
         self.conv1 = FoldedConv(block.conv1, block.bn1, "relu", f"{name}.conv1")
         self.conv2 = FoldedConv(block.conv2, block.bn2, "relu" if bottleneck else None, f"{name}.conv2")
         self.conv3 = FoldedConv(block.conv3, block.bn3, None, f"{name}.conv3") if bottleneck else None
