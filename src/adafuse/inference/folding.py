@@ -19,6 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from adafuse.models.fusion import ACTIONS, PolicyNet
 
@@ -36,7 +37,9 @@ def _activate(y: Tensor, act: str | None) -> Tensor:
 
 
 def _bn_scale_shift(bn: nn.BatchNorm2d | nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
-    """Per-channel ``(scale, shift)`` in float64 with ``bn(x) = x * scale + shift`` (eval mode)."""
+    """Per-channel ``(scale, shift)`` in float64 with ``bn(x) = x * scale + shift`` (eval mode). For the policy's
+    BatchNorm1d, kept as a separate affine because the quota rule shares ``fc0`` between blocks (convs are
+    folded with ``torch.nn.utils.fusion.fuse_conv_bn_weights``)."""
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError(f"{type(bn).__name__} without running statistics cannot be folded (track_running_stats)")
     var = bn.running_var.detach().double()
@@ -73,10 +76,13 @@ class FoldedConv:
                              f"padding_mode={conv.padding_mode!r}")
         w = conv.weight.detach().double()
         b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
-        if bn is not None:
-            scale, shift = _bn_scale_shift(bn)
-            w = w * scale.view(-1, 1, 1, 1)
-            b = b * scale + shift
+        if bn is not None:  # PyTorch's own folding, on float64 copies
+            if bn.running_mean is None or bn.running_var is None:
+                raise ValueError(f"{name}: BatchNorm without running statistics cannot be folded")
+            gamma = bn.weight.double() if bn.weight is not None else None
+            beta = bn.bias.double() if bn.bias is not None else None
+            w, b = (t.detach() for t in fuse_conv_bn_weights(
+                w, b, bn.running_mean.double(), bn.running_var.double(), bn.eps, gamma, beta))
         dtype = conv.weight.dtype
         self.weight = w.to(dtype).contiguous()
         self.bias = b.to(dtype).contiguous()
