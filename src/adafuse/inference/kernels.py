@@ -15,12 +15,13 @@ output channels a column copy.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import itertools
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -208,10 +209,11 @@ class WorkerPool:
         self._pool: ThreadPoolExecutor | None = None
         self._size = 0
 
-    def run(self, tasks: Sequence[Callable[[], None]]) -> None:
-        """Run every task; the calling thread and the pool's threads take them in order from a shared
-        counter (uneven tasks balance themselves). Re-raises the first error."""
-        threads = min(self.threads or torch.get_num_threads(), len(tasks))
+    def run(self, tasks: Sequence[Callable[[], None]], threads: int | None = None) -> None:
+        """Run every task on ``threads`` threads (default: the pool's, else ``torch.get_num_threads()``); the
+        calling thread and the pool's threads take them in order from a shared counter (uneven tasks balance
+        themselves). Re-raises the first error."""
+        threads = min(threads or self.threads or torch.get_num_threads(), len(tasks))
         if threads <= 1:
             for task in tasks:
                 task()
@@ -238,6 +240,21 @@ class WorkerPool:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+
+
+@contextlib.contextmanager
+def torch_single_threaded() -> Iterator[int]:
+    """Run PyTorch's own ops single-threaded inside the block (yields the thread count before): the kernels
+    spread the work over that many threads themselves, and PyTorch's OpenMP workers, which spin for a while
+    after each op, would otherwise compete with them for the cores."""
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield threads
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
 
 
 _POOL = WorkerPool()

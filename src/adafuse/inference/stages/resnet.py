@@ -125,6 +125,10 @@ class ResidualStage(Stage):
         return self.packed[key]
 
     def _run_kernels(self, x: Tensor, ctxs: Sequence[StepContext]) -> Tensor:
+        with kernels.torch_single_threaded() as threads:
+            return self._run_kernels_on(x, ctxs, threads)
+
+    def _run_kernels_on(self, x: Tensor, ctxs: Sequence[StepContext], threads: int) -> Tensor:
         """The block on ``T`` frames ``x`` ``(T, C_in, H, W)`` with the compiled kernels; returns
         ``(T, C_out, H', W')`` in channels_last memory format. Work is charged exactly as the PyTorch path does."""
         plain = x.contiguous(memory_format=torch.channels_last)
@@ -182,7 +186,7 @@ class ResidualStage(Stage):
                 c3.charge(meters[i], None, c3.out_channels * spatial2, c3.in_channels, spatial2, True)
 
         w1p, w2p = self._weight("conv1", c1), self._weight("conv2", c2)
-        chunks = _row_chunks(t, spatial2)
+        chunks = _row_chunks(t, spatial2, threads)
 
         def producer(i: int, rows: tuple[int, int] | None) -> Callable[[], None]:
             def run() -> None:
@@ -203,13 +207,13 @@ class ResidualStage(Stage):
             return run
 
         tasks = [producer(i, r) for i, r in chunks if ds is not None]
-        tasks += [produce1(i, r) for i, r in _row_chunks(t, spatial1)]
+        tasks += [produce1(i, r) for i, r in _row_chunks(t, spatial1, threads)]
         if lazy is not None:  # frame 0 reuses channels the previous call's last frame did not compute
             lz = torch.from_numpy(plans[0].lazy)
             tasks.append(lambda: kernels.conv_subset(prev_src, (h, w), _iota(c_in), _columns(w1p, lz), c_in,
                                                      c1.kernel, c1.stride, c1.padding, lazy,
                                                      c1.bias.index_select(0, lz), relu=True))
-        kernels.pool().run(tasks)
+        kernels.pool().run(tasks, threads)
 
         # consumer input of a frame: the present channels, zero-padded for conv2's window
         def consumer_input(i: int) -> tuple[Tensor, Tensor]:
@@ -237,7 +241,7 @@ class ResidualStage(Stage):
                                     residual=res, rows=rows)
             return run
 
-        kernels.pool().run([consumer(i, r) for i, r in chunks])
+        kernels.pool().run([consumer(i, r) for i, r in chunks], threads)
         if gate is not None:
             gate.prev_y = ys[-1]
             gate.prev_src = src[-1].clone() if src[-1].data_ptr() == frames[-1].data_ptr() else src[-1]
@@ -287,10 +291,9 @@ def _assemble(plan: FramePlan, y: Tensor, prev_y: Tensor | None, lazy: Tensor | 
     return dst
 
 
-def _row_chunks(frames: int, rows: int) -> list[tuple[int, tuple[int, int] | None]]:
+def _row_chunks(frames: int, rows: int, threads: int) -> list[tuple[int, tuple[int, int] | None]]:
     """Work items ``(frame, pixel rows)``: whole frames when there are at least as many frames as threads,
     otherwise each frame split into one row range per thread."""
-    threads = torch.get_num_threads()
     if frames >= threads or threads <= 1:
         return [(i, None) for i in range(frames)]
     step = -(-rows // threads)
