@@ -167,6 +167,11 @@ def test_eval_refuses_non_finite_checkpoints(engine_synth, tmp_path, capsys):
     assert in_process(["eval", "--checkpoint", str(tmp_path / "inf.pt"), "--out", str(tmp_path / "e")]) == 3
     err = capsys.readouterr().err
     assert key in err and "inf.pt" in err and not (tmp_path / "e" / "metrics.json").exists()
+    # the budget curve loads the checkpoint the same way, so it refuses it too
+    assert in_process(["eval", "--checkpoint", str(tmp_path / "inf.pt"), "--budgets", "1.0", "0.5",
+                       "--out", str(tmp_path / "b")]) == 3
+    err = capsys.readouterr().err
+    assert key in err and not (tmp_path / "b" / "budget_curve.json").exists()
     payload = torch.load(t.ckpt_dir / "last.pt", weights_only=True)
     fc = next(k for k in payload["model"] if k.endswith("fc.weight"))
     payload["model"][fc].fill_(3e38)  # finite weights, overflowing logits

@@ -136,20 +136,14 @@ def evaluate_budgets(
     ``metrics.json`` of the model's own policy). ``sparse_clips > 0`` also times the
     sparse executor on that many validation clips at each point. Returns the metrics (one point) or the curve."""
     from adafuse.engine.data import EpochSampler, build_dataset, build_loader, resolve_classes
-    from adafuse.engine.distributed import barrier, broadcast_object, init_distributed
+    from adafuse.engine.distributed import barrier, broadcast_object
     from adafuse.engine.evaluate import evaluate, summarize, write_eval
-    from adafuse.engine.metrics import setup_logging
-    from adafuse.engine.trainer import amp_dtype_for, checkpoint_config, default_eval_dir
+    from adafuse.engine.trainer import amp_dtype_for, default_eval_dir, load_for_eval
     from adafuse.flops import static_cost
     from adafuse.inference.budget import calibrate, check_budget, set_budget_shift
-    from adafuse.models.serialization import load_checkpoint_file, model_from_checkpoint
 
     checkpoint_path = Path(checkpoint_path)
-    payload = load_checkpoint_file(checkpoint_path)
-    cfg = checkpoint_config(payload, config_path, overrides)
-    dist_info = init_distributed(cfg.run.device)
-    setup_logging(None, dist_info.is_main)
-    model, payload = model_from_checkpoint(payload, name=str(checkpoint_path))
+    cfg, dist_info, model, payload = load_for_eval(checkpoint_path, config_path, overrides)
     class_names = payload.get("class_names") or resolve_classes(cfg)
     size = cfg.data.input_size
     eval_cost = static_cost(model, size)

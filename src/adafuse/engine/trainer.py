@@ -659,22 +659,13 @@ def default_eval_dir(checkpoint_path: Path) -> Path:
     return run / "eval"
 
 
-def evaluate_checkpoint(
-    checkpoint_path: str | Path | None,
-    config_path: str | Path | None = None,
-    overrides: list[str] | None = None,
-    out_dir: str | Path | None = None,
-) -> dict[str, Any]:
-    """Evaluate a checkpoint on ``data.val_list``; writes ``predictions.jsonl`` and ``metrics.json`` to
-    ``out_dir`` (default ``<run>/eval``) and returns the metrics. Works under torchrun (numbers independent
-    of the number of processes)."""
+def load_for_eval(checkpoint_path: str | Path, config_path: str | Path | None = None,
+                  overrides: list[str] | None = None) -> tuple[Config, Any, nn.Module, dict[str, Any]]:
+    """A checkpoint ready to evaluate: ``(config, distributed info, model, payload)`` -- the checkpoint's
+    config with ``config_path``/``overrides`` applied, the process group started, logging set up, the model
+    rebuilt. Refuses (:class:`NonFiniteCheckpoint`) a checkpoint whose weights hold NaN/inf."""
     from adafuse.models.serialization import load_checkpoint_file, model_from_checkpoint
 
-    if checkpoint_path is None:
-        if config_path is None:
-            raise ValueError("give a config file or --checkpoint")
-        cfg0 = load_config(config_path, overrides)
-        checkpoint_path = run_dir_of(cfg0) / ckpt.CHECKPOINT_DIR / f"{cfg0.eval.checkpoint}.pt"
     checkpoint_path = Path(checkpoint_path)
     payload = load_checkpoint_file(checkpoint_path)
     cfg = checkpoint_config(payload, config_path, overrides)
@@ -685,6 +676,26 @@ def evaluate_checkpoint(
     if not finite:
         raise NonFiniteCheckpoint(f"{checkpoint_path}: {bad} holds NaN/inf; the checkpoint cannot be evaluated "
                                   "(a diverged training?)")
+    return cfg, dist_info, model, payload
+
+
+def evaluate_checkpoint(
+    checkpoint_path: str | Path | None,
+    config_path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    out_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on ``data.val_list``; writes ``predictions.jsonl`` and ``metrics.json`` to
+    ``out_dir`` (default ``<run>/eval``) and returns the metrics. Works under torchrun (numbers independent
+    of the number of processes)."""
+
+    if checkpoint_path is None:
+        if config_path is None:
+            raise ValueError("give a config file or --checkpoint")
+        cfg0 = load_config(config_path, overrides)
+        checkpoint_path = run_dir_of(cfg0) / ckpt.CHECKPOINT_DIR / f"{cfg0.eval.checkpoint}.pt"
+    checkpoint_path = Path(checkpoint_path)
+    cfg, dist_info, model, payload = load_for_eval(checkpoint_path, config_path, overrides)
     if cfg.model.name != payload["arch"]:
         log.warning("config model.name=%s but the checkpoint holds %s: evaluating the checkpoint's model",
                     cfg.model.name, payload["arch"])
