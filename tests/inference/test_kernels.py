@@ -13,7 +13,7 @@ from adafuse.inference import StreamingRecognizer, kernels
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason=kernels.status())
 
-ISAS = [isa for isa in kernels.ISA_NAMES if kernels.ISA_NAMES.index(isa) <= kernels.ISA_NAMES.index(kernels.isa())]
+ISAS = kernels.ISA_NAMES[:kernels.ISA_NAMES.index(kernels.isa()) + 1] if kernels.available() else ()
 
 
 @pytest.fixture(params=ISAS)

@@ -31,12 +31,13 @@ ISA_NAMES = ("c", "avx2", "avx512")
 _lib: ctypes.CDLL | None = None
 _load_error: str | None = None
 _loaded = False
+_isa_level = 0  # index into ISA_NAMES of the instruction set in use (set when the library loads)
 _zeros = torch.zeros(0)
 _zeros_lock = threading.Lock()
 
 
 def _load() -> ctypes.CDLL | None:
-    global _lib, _load_error, _loaded
+    global _lib, _load_error, _loaded, _isa_level
     if _loaded:
         return _lib
     _loaded = True
@@ -63,8 +64,8 @@ def _load() -> ctypes.CDLL | None:
     lib.adafuse_set_isa.argtypes = [i32]
     lib.adafuse_set_isa.restype = i32
     lib.adafuse_best_isa.restype = i32
-    isa = os.environ.get("ADAFUSE_SPARSE_ISA", "")
-    lib.adafuse_set_isa(ISA_NAMES.index(isa) if isa in ISA_NAMES else -1)
+    cap = os.environ.get("ADAFUSE_SPARSE_ISA", "")
+    _isa_level = lib.adafuse_set_isa(ISA_NAMES.index(cap) if cap in ISA_NAMES else -1)
     _lib = lib
     return lib
 
@@ -76,34 +77,26 @@ def available() -> bool:
 
 def status() -> str:
     """One line saying which kernels run: ``"compiled (avx512)"`` or why the PyTorch fallback is used."""
-    lib = _load()
-    if lib is None:
+    if _load() is None:
         return f"pytorch fallback ({_load_error})"
-    return f"compiled ({ISA_NAMES[lib.adafuse_set_isa(ISA_NAMES.index(isa()))]})"
+    return f"compiled ({isa()})"
 
 
 def isa() -> str:
     """Instruction set the kernels use (``c``, ``avx2`` or ``avx512``); ``none`` without kernels."""
-    lib = _load()
-    if lib is None:
-        return "none"
-    level = ISA_NAMES.index(os.environ["ADAFUSE_SPARSE_ISA"]) if os.environ.get("ADAFUSE_SPARSE_ISA") in ISA_NAMES \
-        else lib.adafuse_best_isa()
-    return ISA_NAMES[min(level, lib.adafuse_best_isa())]
+    return ISA_NAMES[_isa_level] if _load() is not None else "none"
 
 
 def set_isa(name: str | None) -> str:
     """Cap the instruction set (``c``, ``avx2``, ``avx512``; None = best available). Returns the one in use."""
+    global _isa_level
     lib = _load()
     if lib is None:
         raise RuntimeError(status())
-    if name is None:
-        os.environ.pop("ADAFUSE_SPARSE_ISA", None)
-        return ISA_NAMES[lib.adafuse_set_isa(-1)]
-    if name not in ISA_NAMES:
+    if name is not None and name not in ISA_NAMES:
         raise ValueError(f"unknown instruction set {name!r}; choose from {ISA_NAMES}")
-    os.environ["ADAFUSE_SPARSE_ISA"] = name
-    return ISA_NAMES[lib.adafuse_set_isa(ISA_NAMES.index(name))]
+    _isa_level = lib.adafuse_set_isa(ISA_NAMES.index(name) if name is not None else -1)
+    return ISA_NAMES[_isa_level]
 
 
 def input_major(weight: Tensor) -> Tensor:
