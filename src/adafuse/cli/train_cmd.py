@@ -120,27 +120,17 @@ def _run_engine(verb: str, fn, *args, **kwargs) -> tuple[int, object]:
     from adafuse.engine.distributed import shutdown_distributed
     from adafuse.engine.trainer import NonFiniteCheckpoint, PeerFailed, TrainingDiverged, TrainingInterrupted
 
+    # (failure, exit code, message prefix), first match wins
+    failures = ((TrainingDiverged, EXIT_DIVERGED, "training diverged: "),
+                (NonFiniteCheckpoint, EXIT_DIVERGED, "error: "), (TrainingInterrupted, EXIT_INTERRUPTED, ""),
+                (RunDirLocked, EXIT_LOCKED, "error: "), (PeerFailed, EXIT_PEER, ""),
+                (CheckpointWriteError, EXIT_FAILED, "error: "))
     code, result = 0, None
     try:
         result = fn(*args, **kwargs)
-    except TrainingDiverged as err:
-        print(f"adafuse {verb}: training diverged: {err}", file=sys.stderr)
-        code = EXIT_DIVERGED
-    except NonFiniteCheckpoint as err:
-        print(f"adafuse {verb}: error: {err}", file=sys.stderr)
-        code = EXIT_DIVERGED
-    except TrainingInterrupted as err:
-        print(f"adafuse {verb}: {err}", file=sys.stderr)
-        code = EXIT_INTERRUPTED
-    except RunDirLocked as err:
-        print(f"adafuse {verb}: error: {err}", file=sys.stderr)
-        code = EXIT_LOCKED
-    except PeerFailed as err:
-        print(f"adafuse {verb}: {err}", file=sys.stderr)
-        code = EXIT_PEER
-    except CheckpointWriteError as err:
-        print(f"adafuse {verb}: error: {err}", file=sys.stderr)
-        code = EXIT_FAILED
+    except tuple(kind for kind, _, _ in failures) as err:
+        code, prefix = next((c, p) for kind, c, p in failures if isinstance(err, kind))
+        print(f"adafuse {verb}: {prefix}{err}", file=sys.stderr)
     except _bad_input() as err:
         text = str(err) if not isinstance(err, KeyError) else f"missing key {err}"
         print(f"adafuse {verb}: error: {text}", file=sys.stderr)
