@@ -135,7 +135,7 @@ def evaluate_budgets(
     fields) or at several ``budgets`` (writes ``budget_curve.json``, and the usual ``predictions.jsonl`` +
     ``metrics.json`` of the model's own policy). ``sparse_clips > 0`` also times the
     sparse executor on that many validation clips at each point. Returns the metrics (one point) or the curve."""
-    from adafuse.engine.data import EpochSampler, build_dataset, build_loader, resolve_classes
+    from adafuse.engine.data import EpochSampler, build_dataset, build_loader, check_inputs, resolve_classes
     from adafuse.engine.distributed import barrier, broadcast_object
     from adafuse.engine.evaluate import evaluate, summarize, write_eval
     from adafuse.engine.trainer import amp_dtype_for, default_eval_dir, load_for_eval
@@ -144,6 +144,7 @@ def evaluate_budgets(
 
     checkpoint_path = Path(checkpoint_path)
     cfg, dist_info, model, payload = load_for_eval(checkpoint_path, config_path, overrides)
+    check_inputs(cfg, required=("val",), optional=(), pretrained=False)
     class_names = payload.get("class_names") or resolve_classes(cfg)
     size = cfg.data.input_size
     eval_cost = static_cost(model, size)

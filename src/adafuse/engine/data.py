@@ -13,14 +13,85 @@ so that training can stop anywhere and resume exactly.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from adafuse.config import Config
 from adafuse.data.loader import EpochSampler, SeededClips, build_loader, sample_seed
 
-__all__ = ["EpochSampler", "SeededClips", "build_dataset", "build_loader", "check_num_classes", "resolve_classes",
-           "sample_seed"]
+__all__ = ["EpochSampler", "SeededClips", "build_dataset", "build_loader", "check_inputs", "check_num_classes",
+           "resolve_classes", "sample_seed"]
+
+PROBED_ENTRIES = 3  # list entries looked up on disk by check_inputs (cheap: no decoding)
+
+
+def check_inputs(cfg: Config, required: Sequence[str] = ("train",), optional: Sequence[str] = ("val",),
+                 pretrained: bool = True, probe: int = PROBED_ENTRIES) -> None:
+    """Every input file of a run checked before anything starts (no model built, no worker started).
+
+    Checks ``data.root`` (a directory, when set), the list files of the ``required`` splits (set and
+    existing) and of the ``optional`` ones (existing, when set), ``data.classes`` (when set),
+    ``model.pretrained`` (when set and ``pretrained``), and that the first ``probe`` entries of each list
+    exist under the root (a frame folder also needs its first frame file ``data.frame_template``): a wrong
+    ``data.root`` is caught here rather than inside a DataLoader worker. With ``data.on_error=skip`` only
+    all ``probe`` entries missing is an error (a few missing videos are what ``skip`` is for).
+
+    Raises ``FileNotFoundError`` (``ValueError`` for an unset required list) with one line naming the config
+    key and the file.
+    """
+    from adafuse.data.errors import ListFormatError
+    from adafuse.data.lists import iter_list_lines
+
+    d = cfg.data
+    if d.root and not os.path.isdir(d.root):
+        raise FileNotFoundError(f"data.root: no such directory {d.root}")
+    lists = []
+    for split in (*required, *optional):
+        key, value = f"data.{split}_list", getattr(d, f"{split}_list")
+        if not value:
+            if split in required:
+                raise ValueError(f"{key} is not set")
+            continue
+        if not os.path.isfile(value):
+            raise FileNotFoundError(f"{key}: no such file {value}")
+        lists.append((key, value))
+    if d.classes and not os.path.isfile(d.classes):
+        raise FileNotFoundError(f"data.classes: no such file {d.classes}")
+    if pretrained and cfg.model.pretrained and not os.path.isfile(cfg.model.pretrained):
+        raise FileNotFoundError(f"model.pretrained: no such file {cfg.model.pretrained} (the ImageNet weights file "
+                                "must be downloaded first; model.pretrained=null trains from scratch)")
+    for key, list_file in lists:
+        root = d.root or os.path.dirname(os.path.abspath(list_file))
+        problems = []
+        for _, rec in iter_list_lines(list_file, d.list_kind):
+            if isinstance(rec, ListFormatError):
+                raise rec
+            problems.append(_entry_problem(rec, root, d.frame_template, d.frame_start))
+            if len(problems) == probe:
+                break
+        found = [p for p in problems if p is None]
+        bad = next((p for p in problems if p is not None), None)
+        if bad is not None and (d.on_error == "raise" or not found):
+            relative = f"data.root={d.root}" if d.root else "the list file's directory (data.root is empty)"
+            raise FileNotFoundError(f"{bad} (paths in {key} are relative to {relative})")
+
+
+def _entry_problem(rec: Any, root: str, template: str, start: int) -> str | None:
+    """None if the list entry ``rec`` exists under ``root``, else one line naming the file and list line."""
+    from adafuse.data.errors import where
+    from adafuse.data.lists import is_video_path
+
+    path = rec.resolve(root)
+    listed = f"listed at {where(rec.list_file, rec.line)}"
+    if is_video_path(path) or os.path.isfile(path):
+        return None if os.path.isfile(path) else f"{path} not found ({listed})"
+    if not os.path.isdir(path):
+        return f"{path} not found ({listed})"
+    first = os.path.join(path, template.format(start))
+    return None if os.path.isfile(first) else \
+        f"{first} not found: frame folder without its first frame (data.frame_template, data.frame_start; {listed})"
 
 
 def resolve_classes(cfg: Config) -> list[str] | None:

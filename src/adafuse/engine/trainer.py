@@ -29,7 +29,14 @@ from torch import nn
 from adafuse.config import Config, ConfigError, load_config
 from adafuse.data.errors import DataError
 from adafuse.engine import checkpoint as ckpt
-from adafuse.engine.data import EpochSampler, build_dataset, build_loader, check_num_classes, resolve_classes
+from adafuse.engine.data import (
+    EpochSampler,
+    build_dataset,
+    build_loader,
+    check_inputs,
+    check_num_classes,
+    resolve_classes,
+)
 from adafuse.engine.distributed import (
     DistInfo,
     all_gather_objects,
@@ -620,7 +627,9 @@ def train(cfg: Config, resume_from: str | Path | None = None, force_resume: bool
     Raises :class:`TrainingDiverged` (NaN/inf; ``last.pt`` keeps the last good state),
     :class:`TrainingInterrupted` (SIGTERM/SIGINT; state saved) or :class:`PeerFailed` (another process of a
     distributed run failed). On an error no collective is entered, so no process waits for a dead peer.
+    Every input file is checked first (:func:`~adafuse.engine.data.check_inputs`).
     """
+    check_inputs(cfg)
     dist_info = init_distributed(cfg.run.device)
     run_dir = run_dir_of(cfg)
     lock = lock_run_dir(run_dir, dist_info)
@@ -696,6 +705,7 @@ def evaluate_checkpoint(
         checkpoint_path = run_dir_of(cfg0) / ckpt.CHECKPOINT_DIR / f"{cfg0.eval.checkpoint}.pt"
     checkpoint_path = Path(checkpoint_path)
     cfg, dist_info, model, payload = load_for_eval(checkpoint_path, config_path, overrides)
+    check_inputs(cfg, required=("val",), optional=(), pretrained=False)
     if cfg.model.name != payload["arch"]:
         log.warning("config model.name=%s but the checkpoint holds %s: evaluating the checkpoint's model",
                     cfg.model.name, payload["arch"])
