@@ -12,6 +12,8 @@ from adafuse.config import Config, ConfigError, all_keys, defaults_yaml, load_co
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 PRESETS = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "_base_" and p.name != "defaults.yaml")
+PAPER_DATASETS = ("sthv1", "sthv2", "jester", "minikinetics")
+PAPER_PRESETS = [p for p in PRESETS if p.parent.name in PAPER_DATASETS]
 
 
 def test_defaults_file_is_the_rendered_schema():
@@ -29,8 +31,8 @@ def test_defaults_file_is_the_rendered_schema():
 def test_every_preset_loads_and_names_a_registered_model():
     from adafuse.models import MODEL_NAMES
 
-    assert len(PRESETS) >= 40
-    for path in PRESETS:
+    assert len(PAPER_PRESETS) >= 40
+    for path in PAPER_PRESETS:
         cfg = load_config(path)
         assert cfg.model.name in MODEL_NAMES, path
         assert cfg.run.name == path.stem
@@ -41,6 +43,21 @@ def test_every_preset_loads_and_names_a_registered_model():
         if learned and "lambda" not in path.name:
             assert cfg.train.flops_weight == expected_lambda, path
         assert cfg.data.flip == (ds == "minikinetics"), path
+
+
+def test_own_videos_and_synthetic_presets():
+    from adafuse.models import MODEL_NAMES
+
+    others = [p for p in PRESETS if p not in PAPER_PRESETS]
+    assert {p.name for p in others} == {"own_videos.yaml", "tsn_r18_synth.yaml", "adafuse_tsn_r18_synth.yaml"}
+    for path in others:
+        cfg = load_config(path)
+        assert cfg.model.name in MODEL_NAMES and cfg.run.name == path.stem, path
+    own = load_config(CONFIGS / "own_videos.yaml")
+    assert (own.data.root, own.data.train_list) == ("data/own/videos", "data/own/train.txt")
+    stage1, stage2 = (load_config(CONFIGS / "synthetic" / f"{n}_synth.yaml") for n in ("tsn_r18", "adafuse_tsn_r18"))
+    assert stage2.model.pretrained == f"{stage1.run.out_dir}/{stage1.run.name}/checkpoints/last.pt"
+    assert stage1.data == stage2.data and stage1.optim == stage2.optim  # the same recipe, another model
 
 
 def test_base_chain_and_overrides(tmp_path):

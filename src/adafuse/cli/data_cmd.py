@@ -54,9 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "prepare",
-        help="official annotations -> train.txt, val.txt, classes.txt",
+        help="official annotations, or a folder of your own videos -> train.txt, val.txt, classes.txt",
         description=(
-            "Build list files from the official annotation files. Videos are looked up under --root as "
+            "Your own videos: `prepare folder SOURCE --out DIR`, SOURCE a folder of class sub-folders "
+            "(SOURCE/<class name>/<video files or frame folders>; or SOURCE/train/<class>/ + SOURCE/val/<class>/) "
+            "or a CSV of path,label[,split] lines (paths relative to --root, default the CSV's folder). Each class "
+            "is split on its own (--val-fraction, --seed: deterministic) unless the split is given (train/ val/ "
+            "folders, a split column, or --val-list naming the validation videos). Official data sets: "
+            "build list files from the official annotation files. Videos are looked up under --root as "
             "frame folders <id>/ or video files <id>.<ext> (up to 3 directory levels deep). Missing or "
             "unreadable or damaged videos (truncated files, frame folders with a gap) are left out of the lists "
             "and reported (all of them in OUT/missing.txt, with the reason). Annotation files may have the "
@@ -66,11 +71,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog=EXIT_CODES,
     )
-    p.add_argument("dataset", choices=DATASET_CHOICES)
-    p.add_argument("--annotations", nargs="+", required=True, metavar="DIR_OR_FILE",
-                   help="annotation directory or files (labels/train/validation CSV or JSON, Kinetics CSVs)")
-    p.add_argument("--root", required=True, help="data root holding the frame folders or video files")
+    p.add_argument("dataset", choices=(*DATASET_CHOICES, "folder"), help="an official data set, or folder: your own")
+    p.add_argument("source", nargs="?", metavar="SOURCE",
+                   help="folder only: a folder of class sub-folders of videos, or a path,label CSV file")
+    p.add_argument("--annotations", nargs="+", metavar="DIR_OR_FILE",
+                   help="annotation directory or files (labels/train/validation CSV or JSON, Kinetics CSVs); "
+                        "official data sets only, required there")
+    p.add_argument("--root", help="data root holding the frame folders or video files (required for an official data "
+                                  "set; for a CSV: the folder its paths are relative to, default the CSV's)")
     p.add_argument("--out", required=True, help="output directory for train.txt, val.txt, classes.txt")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
+                   help="folder: share of each class's videos used for validation")
+    g.add_argument("--val-list", metavar="FILE",
+                   help="folder: the validation videos, one path per line as in the lists (the others: training)")
+    p.add_argument("--seed", type=int, default=0, help="folder: seed of the stratified split")
     p.add_argument("--subset-train", metavar="FILE", help="YouTube ids of the training subset (Mini-Kinetics)")
     p.add_argument("--subset-val", metavar="FILE", help="YouTube ids of the validation subset (Mini-Kinetics)")
     p.add_argument("--class-order", choices=("sorted", "file"), default="sorted",
@@ -158,6 +173,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _prepare(args: argparse.Namespace) -> int:
     from adafuse.data.prepare import prepare_dataset
 
+    if args.dataset == "folder":
+        return _prepare_folder(args)
+    if args.source is not None:
+        raise ValueError(f"SOURCE ({args.source}) is only for `prepare folder`; {args.dataset} takes --annotations "
+                         "and --root")
+    if not args.annotations or not args.root:
+        raise ValueError(f"{args.dataset} needs --annotations and --root")
     annotations = args.annotations[0] if len(args.annotations) == 1 else args.annotations
     if args.dataset == "minikinetics" and (args.subset_train is None or args.subset_val is None):
         raise ValueError("minikinetics needs --subset-train and --subset-val (YouTube-id list files)")
@@ -167,6 +189,26 @@ def _prepare(args: argparse.Namespace) -> int:
         prefer=args.prefer, template=args.template, workers=args.workers, log=print,
     )
     print(report.summary())
+    return 1 if (args.strict and report.missing) else 0
+
+
+def _prepare_folder(args: argparse.Namespace) -> int:
+    import shlex
+
+    from adafuse.data.folder import prepare_folder
+
+    if args.source is None:
+        raise ValueError("prepare folder needs SOURCE: a folder of class sub-folders of videos, or a path,label CSV")
+    report = prepare_folder(args.source, args.out, root=args.root, val_fraction=args.val_fraction,
+                            val_list=args.val_list, seed=args.seed, template=args.template, workers=args.workers,
+                            log=print)
+    print(report.summary())
+    files = report.files
+    overrides = [f"data.root={files['root']}", f"data.train_list={files['train']}", f"data.val_list={files['val']}",
+                 f"data.classes={files['classes']}"]
+    print("next (train, then evaluate the best checkpoint; see docs/own-videos.md):\n"
+          f"  adafuse train configs/own_videos.yaml {' '.join(shlex.quote(x) for x in overrides)}\n"
+          "  adafuse eval --checkpoint runs/own_videos/checkpoints/best.pt")
     return 1 if (args.strict and report.missing) else 0
 
 

@@ -72,6 +72,7 @@ class PrepareReport:
     missing: list[tuple[str, str, str, str]] = field(default_factory=list)  # (split, name, reason, where)
     notes: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    listed_as: str = "annotated"  # what the per-split totals count: "annotated" videos, or videos "found"
 
     def summary(self, first: int = 5) -> str:
         lines = [f"{self.dataset}: {self.num_classes} classes -> {self.out_dir}"]
@@ -79,7 +80,7 @@ class PrepareReport:
             miss = sum(1 for m in self.missing if m[0] == split)
             lines.append(
                 f"  {split}: {self.written.get(split, 0)} videos written, "
-                f"{miss} of {self.annotated[split]} annotated videos missing, unreadable or damaged"
+                f"{miss} of {self.annotated[split]} {self.listed_as} videos missing, unreadable or damaged"
             )
         if self.missing:
             lines.append(f"  first {min(first, len(self.missing))} of {len(self.missing)} missing/unreadable/damaged "
@@ -93,6 +94,29 @@ class PrepareReport:
 def _measure(root: str, relpath: str, kind: str, template: str, start_index: int) -> int:
     """Frames of a source by the one definition; a truncated video or a folder with a gap raises."""
     return open_source(os.path.join(root, relpath), template, start_index, kind=kind).verify()
+
+
+def count_or_reason(root: str, relpath: str, kind: str, template: str = DEFAULT_TEMPLATE,
+                    start_index: int = 1) -> int | str:
+    """Frames of ``root/relpath`` (:mod:`adafuse.data.media`'s definition, the source verified), or why it
+    cannot be listed (``"truncated: ..."``, ``"gap: ..."``, ``"unreadable: ..."``, ``"no frames"``)."""
+    try:
+        n = _measure(root, relpath, kind, template, start_index)
+    except VideoReadError as e:
+        return f"{e.kind}: {e.reason}" if e.source == os.path.join(root, relpath) \
+            else f"{e.kind}: {e.source}: {e.reason}"
+    return n if n > 0 else "no frames"
+
+
+def write_missing(out: Path, missing: list[tuple[str, str, str, str]]) -> str | None:
+    """``out/missing.txt`` (``<split> <name> <reason> <where>`` per line) when anything is missing, else
+    remove a stale one; returns its path or None."""
+    missing_file = out / "missing.txt"
+    if missing:
+        missing_file.write_text("".join(f"{s}\t{name}\t{reason}\t{where}\n" for s, name, reason, where in missing))
+        return str(missing_file)
+    missing_file.unlink(missing_ok=True)
+    return None
 
 
 def build_lists(
@@ -136,12 +160,7 @@ def build_lists(
         loc = locate(v)
         if loc is None:
             return v, None, "not found under the root"
-        try:
-            n = _measure(root, loc[0], loc[1], template, start_index)
-        except VideoReadError as e:
-            return v, loc, f"{e.kind}: {e.reason}" if e.source == os.path.join(root, loc[0]) \
-                else f"{e.kind}: {e.source}: {e.reason}"
-        return v, loc, n if n > 0 else "no frames"
+        return v, loc, count_or_reason(root, loc[0], loc[1], template, start_index)
 
     results = []
     with ThreadPoolExecutor(max(1, workers)) as pool:
@@ -161,14 +180,9 @@ def build_lists(
         if split in report.annotated:
             report.files[split] = str(write_list(records[split], out / f"{split}.txt"))
             report.written[split] = len(records[split])
-    missing_file = out / "missing.txt"
-    if report.missing:
-        missing_file.write_text(
-            "".join(f"{s}\t{name}\t{reason}\t{where}\n" for s, name, reason, where in report.missing)
-        )
-        report.files["missing"] = str(missing_file)
-    elif missing_file.exists():
-        missing_file.unlink()
+    missing_file = write_missing(out, report.missing)
+    if missing_file:
+        report.files["missing"] = missing_file
     return report
 
 
