@@ -148,8 +148,9 @@ def read_csv(path: str | os.PathLike, root: str | os.PathLike | None = None) -> 
         if with_split is None:
             with_split = len(row) == 3
         if with_split != (len(row) == 3):
-            raise ListFormatError(path, number, f"{len(row)} columns, the first line has {5 - len(row)}: every line needs "
-                                                "a split column, or none does (quote a path or label holding a comma)")
+            raise ListFormatError(path, number, f"{len(row)} columns, the first line has {5 - len(row)}: every line "
+                                                "needs a split column, or none does (quote a path or label holding a "
+                                                "comma)")
         split = row[2] if with_split else None
         if split is not None and split not in SPLIT_FOLDERS:
             raise ListFormatError(path, number, f"split must be train or val, got {split!r}")

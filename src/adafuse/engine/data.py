@@ -60,8 +60,9 @@ def check_inputs(cfg: Config, required: Sequence[str] = ("train",), optional: Se
     if d.classes and not os.path.isfile(d.classes):
         raise FileNotFoundError(f"data.classes: no such file {d.classes}")
     if pretrained and cfg.model.pretrained and not os.path.isfile(cfg.model.pretrained):
-        raise FileNotFoundError(f"model.pretrained: no such file {cfg.model.pretrained} (the ImageNet weights file "
-                                "must be downloaded first; model.pretrained=null trains from scratch)")
+        raise FileNotFoundError(f"model.pretrained: no such file {cfg.model.pretrained} (the backbone weights to "
+                                "start from: an ImageNet file to download first, or an earlier run's checkpoint; "
+                                "model.pretrained=null trains from scratch)")
     for key, list_file in lists:
         root = d.root or os.path.dirname(os.path.abspath(list_file))
         problems = []
