@@ -29,6 +29,7 @@ from adafuse.data.decode import (
 )
 from adafuse.data.errors import DataError, ListFormatError, VideoReadError
 from adafuse.data.extract import ExtractReport, extract_frames, extract_video
+from adafuse.data.folder import prepare_folder
 from adafuse.data.lists import (
     VIDEO_EXTENSIONS,
     VideoRecord,
@@ -139,6 +140,7 @@ __all__ = [
     "padded_indices",
     "parse_list_line",
     "prepare_dataset",
+    "prepare_folder",
     "probe_video",
     "read_annotations",
     "read_classes",
