@@ -20,6 +20,7 @@ from typing import Any
 
 from adafuse.config import Config
 from adafuse.data.loader import EpochSampler, SeededClips, build_loader, sample_seed
+from adafuse.data.preprocessing import Preprocessing
 
 __all__ = ["EpochSampler", "SeededClips", "build_dataset", "build_loader", "check_inputs", "check_num_classes",
            "resolve_classes", "sample_seed"]
@@ -127,11 +128,13 @@ def check_num_classes(cfg: Config, class_names: list[str] | None) -> int:
 
 
 def build_dataset(cfg: Config, split: str, num_classes: int, class_names: list[str] | None,
-                  input_spec: Any) -> Any:
+                  input_spec: Any, preprocessing: Preprocessing | None = None) -> Any:
     """The :class:`~adafuse.data.dataset.VideoDataset` of ``split`` (``train`` or ``val``) from the config,
-    normalised as ``input_spec`` says (the model's preprocessing)."""
+    normalised as ``input_spec`` says (the model's preprocessing). ``val`` samples and transforms as
+    ``preprocessing`` says (default :meth:`Preprocessing.from_config` of ``cfg`` and ``input_spec``: the rule
+    ``adafuse predict`` follows too), with ``eval.num_clips``/``eval.three_crop`` views on top."""
     from adafuse.data.dataset import VideoDataset
-    from adafuse.data.transforms import eval_transform, train_transform
+    from adafuse.data.transforms import train_transform
 
     d = cfg.data
     list_file = d.train_list if split == "train" else d.val_list
@@ -140,15 +143,17 @@ def build_dataset(cfg: Config, split: str, num_classes: int, class_names: list[s
     if not Path(list_file).is_file():
         raise FileNotFoundError(f"data.{split}_list: no such file {list_file}")
     train = split == "train"
+    num_frames, sampling, stride = cfg.model.num_frames, d.sampling, d.dense_stride
     if train:
         transform = train_transform(d.input_size, d.scales, d.flip, [tuple(p) for p in d.flip_label_pairs] or None,
                                     normalize=input_spec)
     else:
-        transform = eval_transform(d.input_size, d.scale_size, three_crop=cfg.eval.three_crop,
-                                   normalize=input_spec)
+        pre = preprocessing or Preprocessing.from_config(cfg, input_spec)
+        transform = pre.transform(three_crop=cfg.eval.three_crop)
+        num_frames, sampling, stride = pre.num_frames, pre.sampling, pre.dense_stride
     return VideoDataset(
-        list_file, d.root or None, num_frames=cfg.model.num_frames, train=train, sampling=d.sampling,
-        stride=d.dense_stride, num_clips=1 if train else cfg.eval.num_clips, transform=transform,
+        list_file, d.root or None, num_frames=num_frames, train=train, sampling=sampling,
+        stride=stride, num_clips=1 if train else cfg.eval.num_clips, transform=transform,
         template=d.frame_template, start_index=d.frame_start, kind=d.list_kind, on_error=d.on_error,
         num_classes=num_classes, classes=class_names, seed=cfg.run.seed,
     )

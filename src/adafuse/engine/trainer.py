@@ -28,6 +28,7 @@ from torch import nn
 
 from adafuse.config import Config, ConfigError, load_config
 from adafuse.data.errors import DataError
+from adafuse.data.preprocessing import Preprocessing
 from adafuse.engine import checkpoint as ckpt
 from adafuse.engine.data import (
     EpochSampler,
@@ -49,7 +50,7 @@ from adafuse.engine.evaluate import autocast_context, evaluate, summarize, write
 from adafuse.engine.metrics import RunLogger, RunningMeans, progress, setup_logging, topk_correct
 from adafuse.engine.optim import LRSchedule, build_optimizer, ramp
 from adafuse.flops import StaticCost, dynamic_gflops, loss_gflops, static_cost
-from adafuse.models import build_model, builder_arguments, collect_masks, fusion_modules
+from adafuse.models import build_model, builder_arguments, collect_masks, fusion_modules, unwrap
 from adafuse.models.serialization import model_payload
 
 log = logging.getLogger("adafuse")
@@ -359,7 +360,8 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
-        payload = model_payload(self.model, self.class_names)
+        pre = Preprocessing.from_config(self.cfg, unwrap(self.model).input_spec)
+        payload = model_payload(self.model, self.class_names, pre.to_dict())
         payload.update(
             optimizer=self.optimizer.state_dict(),
             scheduler=self.schedule.state_dict(),
@@ -688,6 +690,20 @@ def load_for_eval(checkpoint_path: str | Path, config_path: str | Path | None = 
     return cfg, dist_info, model, payload
 
 
+def eval_preprocessing(cfg: Config, model: nn.Module, payload: dict[str, Any]) -> Preprocessing:
+    """The preprocessing of an evaluation: :meth:`Preprocessing.from_config` of the evaluation's config (the
+    checkpoint's own, so the checkpoint's stored preprocessing, unless a config file or overrides change it:
+    then theirs, with a warning naming the difference)."""
+    pre = Preprocessing.from_config(cfg, model.input_spec)
+    stored = Preprocessing.of_checkpoint(payload)
+    if pre != stored:
+        a, b = stored.to_dict(), pre.to_dict()
+        diff = ", ".join(f"{k} {a[k]} -> {b[k]}" for k in a if a[k] != b[k])
+        log.warning("evaluating with a preprocessing other than the checkpoint's (%s); adafuse predict uses the "
+                    "checkpoint's", diff)
+    return pre
+
+
 def evaluate_checkpoint(
     checkpoint_path: str | Path | None,
     config_path: str | Path | None = None,
@@ -720,7 +736,8 @@ def evaluate_checkpoint(
     class_names = class_names or data_classes
     size = cfg.data.input_size
     cost = static_cost(model, size)
-    dataset = build_dataset(cfg, "val", num_classes, class_names, model.input_spec)
+    preprocessing = eval_preprocessing(cfg, model, payload)
+    dataset = build_dataset(cfg, "val", num_classes, class_names, model.input_spec, preprocessing)
     sampler = EpochSampler(len(dataset), False, 0, dist_info.rank, dist_info.world_size)
     loader = build_loader(dataset, sampler, cfg.eval.batch_size, cfg.data.num_workers, cfg.run.seed)
     model.to(dist_info.device)
@@ -730,7 +747,7 @@ def evaluate_checkpoint(
     metrics = summarize(records, cost, payload["arch"], cfg.run.name or checkpoint_path.stem, class_names,
                         cfg.model.num_frames, size, _views(cfg))
     metrics.update(num_skipped=skipped, checkpoint=str(checkpoint_path), decision=cfg.eval.decision,
-                   epoch=payload.get("epoch"))
+                   epoch=payload.get("epoch"), preprocessing=preprocessing.to_dict())
     if metrics["num_nonfinite"]:  # the same on every rank (computed from the gathered records)
         raise NonFiniteCheckpoint(f"{checkpoint_path}: {metrics['num_nonfinite']} of {metrics['num_videos']} videos "
                                   "have NaN/inf logits; no metrics written")

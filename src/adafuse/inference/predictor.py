@@ -2,12 +2,14 @@
 
 A source is a video file (mp4, webm, ...) or a frame folder, opened with :func:`adafuse.data.media.open_source`
 (frame files ``template.format(i + start_index)``; by default the checkpoint's ``data.frame_template`` and
-``data.frame_start``), so a truncated video or a folder with a gap is an error, as in training. The clip mode samples
-the model's ``T`` segment-centre frames (TSN evaluation sampling), preprocesses them as the checkpoint says
-(short side ``size * 256/224``, centre crop, normalisation of ``input_spec``) and runs them sparsely
+``data.frame_start``), so a truncated video or a folder with a gap is an error, as in training. The clip mode takes
+the frames and builds the clip exactly as ``adafuse eval`` does, with the checkpoint's
+:class:`~adafuse.data.preprocessing.Preprocessing` (its evaluation frame sampling, short side
+``data.scale_size``, centre crop ``data.input_size``, the model's normalisation), and runs it sparsely
 (:class:`~adafuse.inference.streaming.StreamingRecognizer`) or densely (the PyTorch model itself). The
 stream mode feeds frames one at a time and reports running predictions; by default the same ``T`` frames,
-with ``every=k`` every ``k``-th frame of the whole video (decoded lazily, so long videos are fine).
+with ``every=k`` every ``k``-th frame of the whole video (decoded lazily, so long videos are fine), each
+preprocessed by the same function.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import Tensor
 
 from adafuse.data.decode import DEFAULT_TEMPLATE
 from adafuse.data.media import MediaSource, open_source
+from adafuse.data.preprocessing import Preprocessing
 from adafuse.inference.accounting import StepReport
 from adafuse.inference.streaming import StreamingRecognizer
 from adafuse.models.recognizer import VideoRecognizer
@@ -38,7 +41,8 @@ class NonFiniteLogitsError(ValueError):
 class Prediction:
     """Result for one source.
 
-    ``top``: ``(class index, class name, softmax probability)`` best first; ``gflops``: GFLOPs spent on this
+    ``top``: ``(class index, class name, softmax probability)`` best first; ``logits``: the clip logits
+    (stream mode: the running logits after the last frame); ``gflops``: GFLOPs spent on this
     video (paper convention, counted by the executor in sparse mode); ``gflops_dense``: what the dense model
     spends on the same frames; ``seconds``: model time (decoding excluded); ``total_seconds``: including
     decoding and preprocessing; ``frame_indices``: 0-based source frames used; ``mode``: ``sparse``,
@@ -61,7 +65,7 @@ class Prediction:
         return {
             "source": self.source, "mode": self.mode, "frames": len(self.frame_indices),
             "frame_indices": self.frame_indices,
-            "top": [{"class": c, "name": n, "prob": p} for c, n, p in self.top],
+            "top": [{"class": c, "name": n, "prob": p} for c, n, p in self.top], "logits": self.logits,
             "gflops": self.gflops, "gflops_dense": self.gflops_dense,
             "seconds": self.seconds, "total_seconds": self.total_seconds,
         }
@@ -74,25 +78,26 @@ def class_name(names: list[str] | None, index: int) -> str:
 class Predictor:
     """Checkpoint -> predictions. ``sparse``: run the sparse executor (default) or the dense model.
 
-    ``num_frames``: frames per clip (default: the checkpoint's); ``size``: crop side in pixels (default: the
-    checkpoint's ``input_spec.size``); ``topk``: classes reported; ``template``/``start_index``: frame file
-    names in frame folders (:meth:`from_checkpoint` defaults them to the checkpoint's data config).
+    ``preprocessing``: frames and clip of a video (:meth:`from_checkpoint`: the checkpoint's; default for a
+    bare model: :meth:`Preprocessing.for_model`); ``num_frames``/``size``: override its frame count / crop
+    side (the short side scales with the crop); ``topk``: classes reported; ``template``/``start_index``:
+    frame file names in frame folders (:meth:`from_checkpoint` defaults them to the checkpoint's data config).
     """
 
     def __init__(self, model: VideoRecognizer, class_names: list[str] | None = None, sparse: bool = True,
                  num_frames: int | None = None, size: int | None = None, topk: int = 5,
-                 template: str = DEFAULT_TEMPLATE, start_index: int = 1) -> None:
-        from adafuse.data.transforms import eval_transform
-
+                 template: str = DEFAULT_TEMPLATE, start_index: int = 1,
+                 preprocessing: Preprocessing | None = None) -> None:
         self.model = model.eval()
         self.class_names = class_names
         self.sparse = sparse
-        self.num_frames = int(num_frames or model.num_frames)
-        self.size = int(size or model.input_spec.size)
+        pre = preprocessing or Preprocessing.for_model(model)
+        self.preprocessing = pre.with_frames(num_frames).with_crop(size)
+        self.num_frames = self.preprocessing.num_frames
+        self.size = self.preprocessing.crop_size
         self.topk = topk
         self.template = template
         self.start_index = start_index
-        self.transform = eval_transform(self.size, normalize=model.input_spec)
         self.recognizer = StreamingRecognizer(model, sparse=sparse)
         self._dense_gflops_frame: float | None = None
 
@@ -111,7 +116,8 @@ class Predictor:
         data = (payload.get("config") or {}).get("data") or {}
         template = template or data.get("frame_template") or DEFAULT_TEMPLATE
         start_index = start_index if start_index is not None else int(data.get("frame_start", 1))
-        return cls(model, payload.get("class_names"), template=template, start_index=start_index, **kwargs)
+        return cls(model, payload.get("class_names"), template=template, start_index=start_index,
+                   preprocessing=Preprocessing.of_checkpoint(payload), **kwargs)
 
     def source(self, path: str | Path) -> MediaSource:
         """The :class:`~adafuse.data.media.MediaSource` of ``path`` with this predictor's frame names."""
@@ -127,7 +133,7 @@ class Predictor:
         return self._dense_gflops_frame
 
     def _preprocess(self, frames: np.ndarray) -> Tensor:
-        return self.transform(frames)  # (T, 3, S, S) float32
+        return self.preprocessing(frames)  # (T, H, W, 3) uint8 -> (T, 3, S, S) float32
 
     @staticmethod
     def _check_finite(logits: Tensor, source: str) -> Tensor:
@@ -143,14 +149,12 @@ class Predictor:
         return [(int(i), class_name(self.class_names, int(i)), float(q)) for i, q in zip(idx, p, strict=True)]
 
     def predict(self, source: str | Path, reports: list[StepReport] | None = None) -> Prediction:
-        """Clip mode: ``T`` segment-centre frames, one clip. ``reports``: if a list is given (sparse mode),
-        the per-frame :class:`StepReport` of the run are appended to it."""
-        from adafuse.data.sampling import tsn_eval_indices
-
+        """Clip mode: the preprocessing's ``T`` frames (as ``adafuse eval`` picks them), one clip. ``reports``: if
+        a list is given (sparse mode), the per-frame :class:`StepReport` of the run are appended to it."""
         start = time.perf_counter()
         source = os.fspath(source)
         src = self.source(source)
-        indices = tsn_eval_indices(src.num_frames, self.num_frames)[0]
+        indices = self.preprocessing.indices(src.num_frames)
         clip = self._preprocess(src.read(indices)).unsqueeze(0)
         t0 = time.perf_counter()
         if self.sparse and self.recognizer.executor is not None:  # TSM too: clip mode runs it sparsely
@@ -180,15 +184,13 @@ class Predictor:
                on_step: Callable[[int, int, Tensor, StepReport], None] | None = None) -> Prediction:
         """Stream mode: feed frames one by one (the ``T`` clip frames, or every ``every``-th frame of the video).
         ``on_step(step, frame_index, running_logits, report)`` is called after each frame."""
-        from adafuse.data.sampling import tsn_eval_indices
-
         start = time.perf_counter()
         source = os.fspath(source)
         rec = self.recognizer
         rec._require_executor()  # raises StreamingNotSupportedError (with the reason) for TSM models
         src = self.source(source)
         if every is None:
-            indices = tsn_eval_indices(src.num_frames, self.num_frames)[0]
+            indices = self.preprocessing.indices(src.num_frames)
             frames: Iterator[tuple[int, np.ndarray]] = zip(
                 (int(i) for i in indices), src.read(indices), strict=True)
         else:

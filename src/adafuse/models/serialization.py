@@ -3,7 +3,8 @@
 Payload keys written by :func:`model_payload` (the engine adds optimizer/scheduler/RNG state etc.)::
 
     {"format": "adafuse.checkpoint/1", "arch": str, "build_config": dict, "input_spec": dict,
-     "class_names": list[str] | None, "model": state_dict}
+     "class_names": list[str] | None, "model": state_dict,
+     "preprocessing": dict}   # when given: adafuse.data.preprocessing.Preprocessing.to_dict() (the trainer does)
 
 Everything in it is a tensor, number, string, list or dict, so ``torch.load(weights_only=True)`` reads it.
 """
@@ -33,10 +34,13 @@ def _first_line(err: BaseException) -> str:
     return text[0][:300] if text else type(err).__name__
 
 
-def model_payload(model: VideoRecognizer, class_names: list[str] | None = None) -> dict[str, Any]:
-    """The model part of a checkpoint (unwraps DDP / torch.compile wrappers)."""
+def model_payload(model: VideoRecognizer, class_names: list[str] | None = None,
+                  preprocessing: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The model part of a checkpoint (unwraps DDP / torch.compile wrappers). ``preprocessing``: the
+    ``to_dict()`` of the run's :class:`~adafuse.data.preprocessing.Preprocessing` (stored under
+    ``"preprocessing"``; a payload without it derives it from its ``config``)."""
     model = unwrap(model)
-    return {
+    payload = {
         "format": CHECKPOINT_FORMAT,
         "arch": model.arch,
         "build_config": dict(model.build_config),
@@ -44,6 +48,9 @@ def model_payload(model: VideoRecognizer, class_names: list[str] | None = None) 
         "class_names": list(class_names) if class_names is not None else None,
         "model": model.state_dict(),
     }
+    if preprocessing is not None:
+        payload["preprocessing"] = dict(preprocessing)
+    return payload
 
 
 def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
