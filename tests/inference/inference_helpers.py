@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,3 +61,49 @@ def random_masks(model: nn.Module, rows: int, mix=STHV1_MIX, seed: int = 0) -> l
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
+
+
+def video_with_list(folder: Path, classes: list[str], frames: int = 12) -> Path:
+    """``folder/clip.mp4`` (``frames`` 40x48 frames of a moving random texture, mpeg4) with ``folder/val.txt``
+    (that video, label 2) and ``folder/classes.txt``; returns the video's path."""
+    import av
+
+    path = folder / "clip.mp4"
+    base = np.random.default_rng(1).integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 48, 40, "yuv420p"
+        for i in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.roll(base, 3 * i, axis=1), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    (folder / "val.txt").write_text("clip.mp4 2\n")
+    (folder / "classes.txt").write_text("\n".join(classes) + "\n")
+    return path
+
+
+def checkpoint_with_config(path: Path, val_list: Path, classes: list[str], num_frames: int, size: int,
+                           scale_size: int, sampling: str = "tsn", stored: bool = True):
+    """A tiny AdaFuse-R18 checkpoint as the trainer writes it (model payload + config + preprocessing; without
+    ``preprocessing`` when ``stored`` is False, as a checkpoint from before that key). Returns
+    ``(path, its Preprocessing)``."""
+    from adafuse.config import Config
+    from adafuse.data.preprocessing import Preprocessing
+    from adafuse.models.recognizer import InputSpec
+    from adafuse.models.serialization import model_payload
+
+    model = tiny_model("adafuse_tsn_r18", num_frames=num_frames, num_classes=len(classes))
+    model.input_spec = InputSpec(size=size)
+    cfg = Config.from_dict({
+        "model": {"name": "adafuse_tsn_r18", "num_frames": num_frames},
+        "data": {"val_list": str(val_list), "input_size": size, "scale_size": scale_size, "sampling": sampling,
+                 "dense_stride": 2, "num_workers": 0},
+        "eval": {"batch_size": 1},
+        "run": {"name": "x", "out_dir": str(path.parent), "progress": False, "tensorboard": False},
+    })
+    pre = Preprocessing.from_config(cfg, model.input_spec)
+    payload = model_payload(model, classes, pre.to_dict() if stored else None)
+    payload["config"] = cfg.to_dict()
+    torch.save(payload, path)
+    return path, pre

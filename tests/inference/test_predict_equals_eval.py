@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import json
 
-import av
-import numpy as np
 import pytest
 import torch
-from inference_helpers import tiny_model
+from inference_helpers import checkpoint_with_config, video_with_list
 
 from adafuse.cli import main
-from adafuse.config import Config
 from adafuse.data.preprocessing import Preprocessing, default_resize
 from adafuse.inference import Predictor
-from adafuse.models.recognizer import InputSpec, VideoRecognizer
-from adafuse.models.serialization import model_payload
+from adafuse.models.recognizer import VideoRecognizer
 
 CLASSES = ["waving", "clapping", "jumping", "sitting", "running", "reading", "drinking"]
 T, SIZE, SCALE = 4, 32, 48
@@ -28,40 +24,12 @@ T, SIZE, SCALE = 4, 32, 48
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    """A 12-frame 40x48 mp4 of a moving random texture."""
-    path = tmp_path_factory.mktemp("eval_predict") / "clip.mp4"
-    rng = np.random.default_rng(1)
-    base = rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=12)
-        stream.width, stream.height, stream.pix_fmt = 48, 40, "yuv420p"
-        for i in range(12):
-            frame = av.VideoFrame.from_ndarray(np.roll(base, 3 * i, axis=1), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    (path.parent / "val.txt").write_text("clip.mp4 2\n")
-    (path.parent / "classes.txt").write_text("\n".join(CLASSES) + "\n")
-    return path
+    return video_with_list(tmp_path_factory.mktemp("eval_predict"), CLASSES)
 
 
 def _checkpoint(video, tmp_path, sampling: str, stored: bool):
-    model = tiny_model("adafuse_tsn_r18", num_frames=T, num_classes=len(CLASSES))
-    model.input_spec = InputSpec(size=SIZE)
-    cfg = Config.from_dict({
-        "model": {"name": "adafuse_tsn_r18", "num_frames": T},
-        "data": {"val_list": str(video.parent / "val.txt"), "input_size": SIZE, "scale_size": SCALE,
-                 "sampling": sampling, "dense_stride": 2, "num_workers": 0},
-        "eval": {"batch_size": 1},
-        "run": {"name": "x", "out_dir": str(tmp_path), "progress": False, "tensorboard": False},
-    })
-    pre = Preprocessing.from_config(cfg, model.input_spec)
-    payload = model_payload(model, CLASSES, pre.to_dict() if stored else None)  # not stored: a legacy checkpoint
-    payload["config"] = cfg.to_dict()
-    path = tmp_path / "ckpt.pt"
-    torch.save(payload, path)
-    return path, pre
+    return checkpoint_with_config(tmp_path / "ckpt.pt", video.parent / "val.txt", CLASSES, T, SIZE, SCALE,
+                                  sampling, stored)
 
 
 class _Logits:

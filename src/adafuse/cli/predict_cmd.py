@@ -57,8 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="export the dense clip model of a checkpoint to ONNX and check it with onnxruntime",
         description="Export the checkpoint's clip model (input 'clip' (N, T, 3, S, S) normalised float32, output "
                     "'logits' (N, K); N dynamic) to ONNX. AdaFuse models keep the argmax policy inside the graph "
-                    "(every channel is computed and masked). The export is then run with onnxruntime on random "
-                    "clips and compared with PyTorch. Needs the extra 'onnx' (pip install 'adafuse[onnx]').",
+                    "(every channel is computed and masked). The file's metadata holds the preprocessing (JSON: "
+                    "frames, resize, crop, mean/std) and the class names. The export is then run with onnxruntime "
+                    "on random clips and compared with PyTorch. Needs the extra 'onnx' (pip install 'adafuse[onnx]').",
         epilog="example:\n  adafuse export --checkpoint best.pt --onnx adafuse_r50.onnx",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -194,22 +195,28 @@ def _print_result(r) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from adafuse.data.preprocessing import Preprocessing
     from adafuse.inference.export import check_onnx, export_onnx
     from adafuse.models.serialization import model_from_checkpoint
 
-    model, _ = model_from_checkpoint(args.checkpoint)
+    model, payload = model_from_checkpoint(args.checkpoint)
+    pre = Preprocessing.of_checkpoint(payload).with_frames(args.frames).with_crop(args.size)
     try:
-        shift = apply_budget(model, args, args.size or model.input_spec.size)
+        shift = apply_budget(model, args, pre.crop_size)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {args.checkpoint}: {err}", file=sys.stderr)
         return 2
     if shift:
         print(f"budget shift {shift:+.6g} (fixed in the exported graph)")
-    exported = export_onnx(model, args.onnx, args.frames, args.size, args.opset)
+    names = payload.get("class_names")
+    exported = export_onnx(model, args.onnx, opset=args.opset, class_names=names, preprocessing=pre)
     path = exported.path
-    t, s = args.frames or model.num_frames, args.size or model.input_spec.size
+    t, s = pre.num_frames, pre.crop_size
     print(f"wrote {path} ({model.arch}, {exported.exporter} exporter; input clip (N, {t}, 3, {s}, {s}), "
           f"output logits (N, {model.num_classes}))")
+    print(f"metadata: preprocessing ({pre.sampling} sampling of {t} frames, short side {pre.resize_short}, centre "
+          f"crop {s}), {'class names (' + str(len(names)) + ')' if names else 'no class names'}; run it on a video "
+          "with examples/onnx_predict.py")
     if args.no_check:
         return 0
     check = check_onnx(model, path, tolerance=args.tolerance)
