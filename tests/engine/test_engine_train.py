@@ -14,6 +14,7 @@ from conftest import adafuse_cmd, run_cli, tiny_config, write_config
 
 from adafuse.cli import main as cli_main
 from adafuse.config import Config
+from adafuse.data.preprocessing import Preprocessing
 from adafuse.engine import trainer as trainer_mod
 from adafuse.models.serialization import model_from_checkpoint
 
@@ -58,6 +59,7 @@ def test_training_fits_and_writes_the_run_directory(trained_run):
         assert payload["class_names"][0] == "move_right" and len(payload["class_names"]) == 15
         assert payload["input_spec"]["size"] == 32 and payload["config"]["optim"]["epochs"] == 2
         assert {"optimizer", "scheduler", "scaler", "rng", "epoch", "step", "best_top1"} <= set(payload)
+        assert payload["preprocessing"] == Preprocessing.from_config(saved, payload["input_spec"]).to_dict()
     last = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert last["epoch"] == 2 and last["step_in_epoch"] == 0
     assert best["top1"] == pytest.approx(max(r["top1"] for r in vals), abs=1e-5)
@@ -77,6 +79,8 @@ def test_eval_needs_only_the_checkpoint(trained_run, tmp_path, capsys):
     assert len(p["block_ratios"]) == 8 and len(p["block_constant"]) == 8 and len(p["frame_indices"]) == 4
     assert p["gflops"] == pytest.approx(sum(p["frame_gflops"]))
     metrics = json.loads((out / "metrics.json").read_text())
+    stored = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["preprocessing"]
+    assert metrics["preprocessing"] == stored  # eval used the checkpoint's preprocessing
     assert metrics["num_videos"] == 45 and metrics["frames"] == 4 and metrics["input_size"] == 32
     assert metrics["top1"] == pytest.approx(100 * sum(p["correct"] for p in preds) / 45)
     assert metrics["gflops_per_video"] == pytest.approx(sum(p["gflops"] for p in preds) / 45)

@@ -24,7 +24,7 @@ from typing import Any
 
 from adafuse.analysis import plots
 from adafuse.analysis.budget_curves import load_budget_curve, plot_budget_curves
-from adafuse.analysis.frames import read_thumbnails
+from adafuse.analysis.frames import read_thumbnails, run_preprocessing
 from adafuse.analysis.runs import RunData, load_run
 from adafuse.analysis.stats import ACTIONS, comparison_points, run_stats
 from adafuse.data.decode import DEFAULT_TEMPLATE
@@ -124,10 +124,11 @@ def build_report(
             shown = budget["cheapest"] + budget["most_expensive"]
             if any(v["frame_indices"] or v["frame_gflops"] for v in shown):
                 thumbs = {}
+                pre = run_preprocessing(run)
                 for v in shown:
                     thumbs[v["id"]] = read_thumbnails(
                         v["source"], v["frame_indices"], template=frame_template, start_index=frame_start,
-                        roots=[*data_roots, run.path],
+                        roots=[*data_roots, run.path], preprocessing=pre,
                     )
                 budget["frames_unavailable"] = {vid: reason for vid, (_, reason) in thumbs.items() if reason}
                 f["budget"] = plots.plot_video_budgets(budget, thumbs, out / f"{slug}_budget.png")
