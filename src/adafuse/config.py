@@ -85,7 +85,8 @@ class DataConfig:
                         choices=("tsn", "dense"))
     dense_stride: int = opt(2, "frame stride of dense sampling")
     input_size: int = opt(224, "crop side in pixels (train and eval)")
-    scale_size: int = opt(256, "eval: resize the short side to this before the centre crop")
+    scale_size: int = opt(256, "eval, predict, export: resize the short side to this before the centre crop "
+                               "(stored in the checkpoint's preprocessing)")
     scales: list[float] = opt([1.0, 0.875, 0.75, 0.66], "train multi-scale crop: crop sides as fractions of "
                                                         "the short side")
     flip: bool = opt(False, "random horizontal flip in training (Kinetics-like data only, never Something/Jester)")
