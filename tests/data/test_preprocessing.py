@@ -93,3 +93,19 @@ def test_with_frames_and_with_crop():
     assert pre.with_frames(None) is pre and pre.with_crop(32) is pre
     assert pre.with_frames(4).num_frames == 4
     assert (pre.with_crop(64).crop_size, pre.with_crop(64).resize_short) == (64, 96)
+
+
+def test_legacy_fixture_checkpoints_keep_the_rule_predict_had():
+    """The checkpoints of tests/fixtures (written before configs and preprocessing were stored) get the crop of
+    their input_spec, short side crop x 256/224 and their model's frame count."""
+    from pathlib import Path
+
+    records = torch.load(Path(__file__).parents[1] / "fixtures" / "legacy_checkpoints.pt", weights_only=True)
+    for record in records:
+        payload = record["checkpoint"]
+        assert "preprocessing" not in payload and "config" not in payload
+        pre = Preprocessing.of_checkpoint(payload)
+        size = payload["input_spec"]["size"]
+        assert (pre.num_frames, pre.crop_size, pre.resize_short) == (record["clip"].shape[1], size,
+                                                                     default_resize(size))
+        assert pre.mean == tuple(payload["input_spec"]["mean"]) and pre.sampling == "tsn"
