@@ -1,14 +1,19 @@
 """Three ways to get an accuracy/compute trade-off on the synthetic time-reversal benchmark (`adafuse demo`'s data
-and recipe, smaller):
+and recipe):
 
 (a) post-hoc shift: one AdaFuse model trained at one lambda, evaluated at several budgets (`eval --budgets`);
 (b) budget-conditioned training: one model trained with `train.budget_range`, evaluated at the same budgets;
 (c) separately trained models at several lambdas (the paper's way), each at its own operating point.
 
-Every model starts from the same TSN backbone (demo stage 1). Also streams the validation videos one after another
-through (b) under the rate controller at each budget and reports the achieved rate, its spread and the accuracy.
+Every model starts from the same TSN backbone (demo stage 1) and is fine-tuned with the demo's stage-2 recipe. Also
+streams the validation videos one after another through (b) under the rate controller at each budget and reports
+the achieved rate, its spread and the accuracy.
 
-    nice -n 10 python benchmarks/budget_comparison.py --out runs/budget_cmp --seed 0
+    adafuse demo --out runs/demo_s0 --seed 0 --threads 1          # data, backbone and the lambda-8 model
+    nice -n 10 python benchmarks/budget_comparison.py --out runs/demo_s0 --seed 0 --threads 1
+
+Pointed at a finished demo run of the same seed, recipe and thread count, it reuses its data, its backbone and its
+AdaFuse-TSN model (the lambda of the recipe) and trains only the other lambdas and the conditioned model.
 
 Writes OUT/comparison.json, OUT/comparison.md and OUT/report/ (`adafuse report` of every run: the curves of
 (a) and (b) next to the (c) runs). Numbers depend on the seed, recipe and machine: state them as measured.
@@ -26,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from adafuse.engine.demo import PRETRAIN_RUN, _train, demo_config, paired_val_list, recipe_with
+from adafuse.engine.demo import MAIN_METHODS, PRETRAIN_RUN, RECIPES, _slug, _train, demo_config, paired_val_list
 
 log = logging.getLogger("adafuse")
 
@@ -73,16 +78,16 @@ def stream_with_rate_control(model: torch.nn.Module, val_list: Path, root: str, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="runs/budget_cmp")
+    ap.add_argument("--out", default="runs/demo", help="the demo's output directory (reused) (default runs/demo)")
+    ap.add_argument("--data", default=None, help="the demo's data directory (default OUT/data)")
+    ap.add_argument("--recipe", default="full", choices=sorted(RECIPES), help="demo recipe (default full)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lambdas", type=float, nargs="+", default=[2.0, 8.0, 24.0])
-    ap.add_argument("--posthoc-lambda", type=float, default=8.0, help="lambda of the model shifted post hoc (a)")
+    ap.add_argument("--posthoc-lambda", type=float, default=None,
+                    help="lambda of the model shifted post hoc (a) (default: the recipe's, the demo's model)")
     ap.add_argument("--budgets", type=float, nargs="+", default=[1.0, 0.8, 0.6, 0.4])
     ap.add_argument("--budget-weight", type=float, default=4.0)
-    ap.add_argument("--videos-per-class", type=int, default=60)
-    ap.add_argument("--pretrain-epochs", type=int, default=8)
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="as the demo run to reuse (part of its config)")
     ap.add_argument("--stream-videos", type=int, default=60)
     ap.add_argument("--sparse-timing", type=int, default=8, help="validation clips timed on the sparse executor")
     args = ap.parse_args()
@@ -96,10 +101,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.time()
     out = Path(args.out)
-    rec = recipe_with("quick", videos_per_class=args.videos_per_class, pretrain_epochs=args.pretrain_epochs,
-                      epochs=args.epochs, eval_every=args.epochs, num_workers=0)
-    data = generate_synthetic(out / "data", videos_per_class=rec.videos_per_class, size=rec.video_size,
-                              frames=rec.video_frames, seed=args.seed, val_per_class=rec.val_per_class, progress=False)
+    rec = RECIPES[args.recipe]
+    posthoc_lambda = rec.flops_weight if args.posthoc_lambda is None else args.posthoc_lambda
+    data = generate_synthetic(args.data or out / "data", videos_per_class=rec.videos_per_class, size=rec.video_size,
+                              frames=rec.video_frames, seed=args.seed, val_per_class=rec.val_per_class, progress=False,
+                              videos=False)
     val_list = paired_val_list(data, [list(p) for p in REVERSAL_PAIRS])
     pre = demo_config(rec, "tsn_r18", data, None, out, PRETRAIN_RUN, args.seed, args.threads,
                       epochs=rec.pretrain_epochs)
@@ -107,8 +113,11 @@ def main() -> None:
     backbone = str(out / PRETRAIN_RUN / "checkpoints" / "last.pt")
     timings: dict[str, float] = {"pretrain": time.time() - t0}
 
+    def run_name(lam: float) -> str:  # the recipe's lambda is the demo's AdaFuse-TSN run
+        return _slug("AdaFuse-TSN") if lam == rec.flops_weight else f"lambda_{lam:g}"
+
     def fine_tune(name: str, **train: Any) -> Path:
-        cfg = demo_config(rec, "adafuse_tsn_r18", data, val_list, out, name, args.seed, args.threads,
+        cfg = demo_config(rec, MAIN_METHODS["AdaFuse-TSN"], data, val_list, out, name, args.seed, args.threads,
                           pretrained=backbone)
         d = cfg.to_dict()
         d["train"].update(train)
@@ -123,7 +132,7 @@ def main() -> None:
     # (c) separately trained models at several lambdas, each at its own operating point
     separate = []
     for lam in args.lambdas:
-        run = fine_tune(f"lambda_{lam:g}", flops_weight=lam)
+        run = fine_tune(run_name(lam), flops_weight=lam)
         m = evaluate_checkpoint(run / "checkpoints" / "best.pt")
         separate.append({"lambda": lam, "run": str(run), "gflops_per_video": m["gflops_per_video"],
                          "fraction": m["gflops_per_video"] / m["gflops_static_per_video"], "top1": m["top1"],
@@ -133,7 +142,7 @@ def main() -> None:
     cond = fine_tune("conditioned", budget_range=[lo, 1.0], budget_weight=args.budget_weight,
                      flops_weight=rec.flops_weight)
     # (a) post hoc: the separate run at --posthoc-lambda, shifted
-    posthoc = out / f"lambda_{args.posthoc_lambda:g}"
+    posthoc = out / run_name(posthoc_lambda)
     curves = {}
     for name, run in (("posthoc", posthoc), ("conditioned", cond)):
         curves[name] = evaluate_budgets(run / "checkpoints" / "best.pt", budgets=args.budgets,
@@ -150,7 +159,7 @@ def main() -> None:
     # rate control: stream validation videos through the conditioned model
     model, payload = model_from_checkpoint(cond / "checkpoints" / "best.pt")
     torch.set_num_threads(args.threads)
-    cfg = demo_config(rec, "adafuse_tsn_r18", data, val_list, out, "conditioned", args.seed, args.threads)
+    cfg = demo_config(rec, MAIN_METHODS["AdaFuse-TSN"], data, val_list, out, "conditioned", args.seed, args.threads)
     curve_clips, _ = calibration_clips(cfg, model.num_classes, None, model.input_spec, None, 16)
     streams = [stream_with_rate_control(model, val_list, data.root, cfg, b, curve_clips, args.stream_videos)
                for b in args.budgets if b < 1.0]

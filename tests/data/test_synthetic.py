@@ -56,6 +56,22 @@ def test_same_seed_same_data_whatever_the_workers(tiny_synth, tmp_path):
     assert reused.reused
 
 
+def test_frames_only_set_has_the_same_frames_and_no_videos(tiny_synth, tmp_path):
+    frames_only = generate_synthetic(tmp_path / "f", **SYNTH_PRESETS["tiny"], seed=0, workers=1, progress=False,
+                                     videos=False)
+    assert frames_only.train_videos is None and frames_only.val_videos is None
+    assert not list(Path(frames_only.root).glob("videos/*")) and not list(Path(frames_only.root).glob("*_videos.txt"))
+    for name in ("train_frames", "val_frames"):
+        assert Path(getattr(frames_only, name)).read_text() == Path(getattr(tiny_synth, name)).read_text()
+    rec = read_list(frames_only.val_frames)[5]
+    assert (Path(frames_only.root, rec.path, "00001.jpg").read_bytes()
+            == Path(tiny_synth.root, rec.path, "00001.jpg").read_bytes())
+    # a frames-only set is not mistaken for a full one (and the other way round)
+    assert generate_synthetic(tmp_path / "f", **SYNTH_PRESETS["tiny"], seed=0, workers=1, progress=False,
+                              videos=False).reused
+    assert not generate_synthetic(tmp_path / "f", **SYNTH_PRESETS["tiny"], seed=0, workers=1, progress=False).reused
+
+
 @pytest.mark.parametrize("pair", REVERSAL_PAIRS)
 def test_second_class_of_a_pair_is_the_first_played_backwards(pair):
     a, b = (SYNTH_CLASSES[i] for i in pair)

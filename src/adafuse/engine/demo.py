@@ -63,7 +63,7 @@ class DemoRecipe:
     eval_every: int = 1
 
 
-_COMMON = dict(video_frames=(16, 32), optimizer="adamw", lr=2e-3, weight_decay=0.01, schedule="cosine",
+_COMMON = dict(video_frames=(16, 32), optimizer="adamw", lr=1e-3, weight_decay=0.01, schedule="cosine",
                warmup_epochs=0.0, flops_start_epoch=0.0, flops_warmup_epochs=1.0)
 RECIPES: dict[str, DemoRecipe] = {
     # `adafuse demo`
@@ -280,13 +280,14 @@ def run_demo(
     data_dir: str | Path | None = None,
     threads: int | None = None,
     recipe: str | DemoRecipe | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Generate the data, train and evaluate every method, write ``results.{md,json,png}`` into ``out``.
 
-    ``recipe``: a key of :data:`RECIPES` (default ``quick`` if ``quick`` else ``full``). Returns the results
-    dict (``rows``, ``info``, ``table_markdown``, ``out``).
+    ``recipe``: a key of :data:`RECIPES` (default ``quick`` if ``quick`` else ``full``); ``progress``: a progress
+    bar while the data is generated. Returns the results dict (``rows``, ``info``, ``table_markdown``, ``out``).
     """
-    from adafuse.data.synthetic import REVERSAL_PAIRS, STATIC_CLASSES, generate_synthetic
+    from adafuse.data.synthetic import REVERSAL_PAIRS, STATIC_CLASSES, SYNTH_CLASSES, generate_synthetic
 
     t_start = time.time()
     if isinstance(recipe, DemoRecipe):
@@ -301,8 +302,11 @@ def run_demo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     logging.getLogger("adafuse").setLevel(logging.INFO)
+    log.info("demo (recipe %s, seed %d): synthetic benchmark, %d videos of %d px into %s (reused if present)", name,
+             seed, rec.videos_per_class * len(SYNTH_CLASSES), rec.video_size, data_dir or out / "data")
     data = generate_synthetic(data_dir or out / "data", videos_per_class=rec.videos_per_class, size=rec.video_size,
-                              frames=rec.video_frames, seed=seed, val_per_class=rec.val_per_class, progress=False)
+                              frames=rec.video_frames, seed=seed, val_per_class=rec.val_per_class, progress=progress,
+                              videos=False)
     pairs = [list(p) for p in REVERSAL_PAIRS]
     val_list = paired_val_list(data, pairs)
     data_seconds = time.time() - t_start
@@ -311,13 +315,15 @@ def run_demo(
     # Stage 1, the stand-in for the paper's ImageNet initialisation (no pretrained weights here): a TSN trained
     # from scratch on the training split, without validation. Every method starts from its backbone.
     t_pre = time.time()
-    pre_cfg = demo_config(rec, "tsn_r18", data, None, out, PRETRAIN_RUN, seed, threads,
-                          epochs=rec.pretrain_epochs)
-    log.info("demo: pretraining the shared ResNet-18 backbone (TSN from scratch, %d epochs)", rec.pretrain_epochs)
-    if not _train(pre_cfg):
-        for label in (*MAIN_METHODS, *ABLATION_METHODS):  # fine-tuned from an older backbone: redo them
-            shutil.rmtree(out / _slug(label), ignore_errors=True)
-    backbone = str(out / PRETRAIN_RUN / "checkpoints" / "last.pt")
+    backbone = None
+    if rec.pretrain_epochs:
+        pre_cfg = demo_config(rec, "tsn_r18", data, None, out, PRETRAIN_RUN, seed, threads,
+                              epochs=rec.pretrain_epochs)
+        log.info("demo: pretraining the shared ResNet-18 backbone (TSN from scratch, %d epochs)", rec.pretrain_epochs)
+        if not _train(pre_cfg):
+            for label in (*MAIN_METHODS, *ABLATION_METHODS):  # fine-tuned from an older backbone: redo them
+                shutil.rmtree(out / _slug(label), ignore_errors=True)
+        backbone = str(out / PRETRAIN_RUN / "checkpoints" / "last.pt")
     pretrain_seconds = time.time() - t_pre
 
     # Stage 2: every method fine-tuned from that backbone with the same recipe (classifier and policy new).
