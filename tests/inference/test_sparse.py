@@ -19,6 +19,7 @@ FAMILIES = [
     ("adafuse_tsn_r50", 32),  # Bottleneck (quota-rule shared policy layers)
     ("adafuse_tsn_bninception", 64),  # inception modules (gated concat, compact hand-over)
     ("adafuse_tsn_effb0", 32),  # MBConv (gated expansion, depthwise consumer)
+    ("adafuse_tsn_efflite0", 32),  # MBConv without squeeze-excitation, ReLU6 (EfficientNet-Lite)
 ]
 T, N = 4, 2
 
@@ -94,7 +95,8 @@ def test_degenerate_policies(mix):
     assert rel_err(StreamingRecognizer(model).recognize_clip(x, masks), ref) <= 1e-5
 
 
-@pytest.mark.parametrize("arch,size", [("adafuse_tsn_r18", 32), ("adaskip_r18", 32), ("adafuse_tsn_effb0", 32)])
+@pytest.mark.parametrize("arch,size", [("adafuse_tsn_r18", 32), ("adaskip_r18", 32), ("adafuse_tsn_effb0", 32),
+                                       ("adafuse_tsn_efflite0", 32)])
 def test_streaming_equals_clip_equals_dense_with_own_policy(arch, size):
     """The model's own argmax policy: running logits after t+1 frames == the dense clip model on those frames."""
     model = tiny_model(arch, num_frames=T)
@@ -115,7 +117,8 @@ def test_streaming_equals_clip_equals_dense_with_own_policy(arch, size):
         assert [gate.skip, gate.reuse, gate.keep] == counts, gate.name
 
 
-@pytest.mark.parametrize("arch,size", [("adafuse_tsn_r18", 32), ("adafuse_tsn_r50", 32), ("adafuse_tsn_effb0", 32)])
+@pytest.mark.parametrize("arch,size", [("adafuse_tsn_r18", 32), ("adafuse_tsn_r50", 32), ("adafuse_tsn_effb0", 32),
+                                       ("adafuse_tsn_efflite0", 32)])
 def test_counted_work_equals_flops_engine(arch, size, kernel_path):
     """Two independent paths: the executor counts the MACs of the sliced convs it ran; the FLOPs engine computes
     Eq. 5 from the masks. Per gate and frame, producers and consumers agree exactly, and so do the totals."""

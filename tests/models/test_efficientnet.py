@@ -1,4 +1,5 @@
-"""EfficientNet-b0..b3 (TSN) and AdaFuse-EfficientNet: shapes, parameter counts, fusion wiring, key names."""
+"""EfficientNet-b0..b3 and -Lite0 (TSN) and AdaFuse-EfficientNet: shapes, parameter counts, fusion wiring, key
+names."""
 
 from __future__ import annotations
 
@@ -9,9 +10,18 @@ import torch
 from torch import nn
 
 from adafuse.models import KEEP, REUSE, SKIP, build_model, collect_masks, fusion_modules, inject_policy
-from adafuse.models.efficientnet import VARIANTS, EfficientNet, MBConv, round_filters, round_repeats
+from adafuse.models.efficientnet import (
+    VARIANTS,
+    EfficientNet,
+    MBConv,
+    Variant,
+    convert_lukemelas_keys,
+    round_filters,
+    round_repeats,
+)
 from adafuse.models.fusion import previous_frame
 from adafuse.models.recognizer import IMAGENET_MEAN
+from adafuse.pixels import EFFICIENTNET_LITE_MEAN
 
 N, T, SIZE = 2, 2, 32
 
@@ -58,11 +68,12 @@ def pair() -> tuple[nn.Module, nn.Module]:
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_shapes(variant: str) -> None:
     torch.manual_seed(0)
-    feature_dim = {"b0": 1280, "b1": 1280, "b2": 1408, "b3": 1536}[variant]
+    feature_dim = {"b0": 1280, "b1": 1280, "b2": 1408, "b3": 1536, "lite0": 1280}[variant]
+    mean = EFFICIENTNET_LITE_MEAN if VARIANTS[variant].lite else IMAGENET_MEAN
     for name in (f"tsn_eff{variant}", f"adafuse_tsn_eff{variant}"):
         model = build_model(name, num_classes=7, num_frames=T).eval()
         assert model.arch == name and model.feature_dim == feature_dim
-        assert model.input_spec.size == VARIANTS[variant].resolution and model.input_spec.mean == IMAGENET_MEAN
+        assert model.input_spec.size == VARIANTS[variant].resolution and model.input_spec.mean == mean
         with torch.no_grad():
             assert model(clip()).shape == (N, 7)
         for f in fusion_modules(model):
@@ -77,7 +88,7 @@ def test_scaling_rules() -> None:
     assert widths["b3"] == [40, 24, 32, 48, 96, 136, 232, 384, 1536]
     depths = {v: [round_repeats(r, s.depth_mult) for r in (1, 2, 2, 3, 3, 4, 1)] for v, s in VARIANTS.items()}
     assert depths == {"b0": [1, 2, 2, 3, 3, 4, 1], "b1": [2, 3, 3, 4, 4, 5, 2], "b2": [2, 3, 3, 4, 4, 5, 2],
-                      "b3": [2, 3, 3, 5, 5, 6, 2]}
+                      "b3": [2, 3, 3, 5, 5, 6, 2], "lite0": [1, 2, 2, 3, 3, 4, 1]}
 
 
 def test_parameter_counts() -> None:
@@ -88,7 +99,7 @@ def test_parameter_counts() -> None:
     overhead = {"b0": 3.96, "b1": 4.62, "b2": 4.63, "b3": 4.62}
     paper_baseline = {"b0": 5.3, "b1": 7.8, "b2": 9.2, "b3": 12.0}
     paper_adafuse = {"b0": 9.3, "b1": 12.4, "b2": 13.8, "b3": 16.6}
-    for v in VARIANTS:
+    for v in dense_1000:
         dense = n_params(build_model(f"tsn_eff{v}", num_classes=1000))
         ada = build_model(f"adafuse_tsn_eff{v}", num_classes=1000)
         extra = n_params(ada) - dense
@@ -118,22 +129,71 @@ def test_macs_at_native_resolution_match_the_paper() -> None:
     """Paper Table 2 (3.1/5.6/8.0/14.4 G per 8-frame video) is 8x the EfficientNet paper's per-image
     multiply-adds at 224/240/260/300 px; ours (conv + Linear MACs, 1000 classes) are within 2.5%."""
     paper = {"b0": 3.1, "b1": 5.6, "b2": 8.0, "b3": 14.4}
-    for v, variant in VARIANTS.items():
+    for v in paper:
         backbone = EfficientNet(v).eval()
-        total = 0
-
-        def count(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            nonlocal total
-            if isinstance(m, nn.Conv2d):
-                total += out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
-
-        hooks = [m.register_forward_hook(count) for m in backbone.modules()]
-        with torch.no_grad():
-            backbone(torch.randn(1, 3, variant.resolution, variant.resolution))
-        for h in hooks:
-            h.remove()
-        per_video = 8 * (total + backbone.feature_dim * 1000) / 1e9
+        per_video = 8 * (sum(conv_macs(backbone, VARIANTS[v].resolution).values()) + backbone.feature_dim * 1000) / 1e9
         assert abs(per_video / paper[v] - 1) < 0.025, (v, per_video)
+
+
+def conv_macs(backbone: nn.Module, size: int) -> dict[str, int]:
+    """Multiply-adds of every conv of ``backbone`` (by module name) on one ``size`` x ``size`` image."""
+    names = {m: n for n, m in backbone.named_modules()}
+    macs: dict[str, int] = {}
+
+    def count(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        macs[names[m]] = out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+
+    hooks = [m.register_forward_hook(count) for m in backbone.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        backbone(torch.randn(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    return macs
+
+
+def test_lite0_is_b0_without_squeeze_excitation_with_relu6() -> None:
+    """Lite0: b0's convs minus the SE convs (same names, shapes and MACs), ReLU6 wherever b0 has swish, no SE;
+    4.65M parameters with a 1000-class head (EfficientNet-Lite0 is published as 4.7M)."""
+    lite, b0 = EfficientNet("lite0").eval(), EfficientNet("b0").eval()
+    lite_types = [type(m) for m in lite.modules()]
+    assert nn.SiLU not in lite_types and nn.Sigmoid not in lite_types
+    assert lite_types.count(nn.ReLU6) == [type(m) for m in b0.modules()].count(nn.SiLU) - 16  # b0: 1 swish per SE
+    assert all(b.se is None and b.project is b.block[-1] for b in lite.modules() if isinstance(b, MBConv))
+    b0_macs = conv_macs(b0, 224)
+    b0_macs = {k.replace(".block.3.", ".block.2."): v for k, v in b0_macs.items() if ".fc" not in k}
+    b0_macs = {(k.replace(".block.2.", ".block.1.") if k.startswith("features.1.") else k): v
+               for k, v in b0_macs.items()}
+    assert conv_macs(lite, 224) == b0_macs
+    assert round(n_params(build_model("tsn_efflite0", num_classes=1000)) / 1e6, 2) == 4.65
+
+
+def test_lite_keeps_stem_head_and_outer_stages_unscaled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wider, deeper Lite (lite4's multipliers): stem 32 and head 1280 stay, so do the first and last stage's
+    depths; the other stages scale as in b0..b3."""
+    monkeypatch.setitem(VARIANTS, "lite_wide", Variant(1.4, 1.8, 300, 0.3, lite=True))
+    net = EfficientNet("lite_wide")
+    assert net.features[0][0].out_channels == 32 and net.feature_dim == net.features[-1][0].out_channels == 1280
+    assert [len(net.features[s]) for s in range(1, 8)] == [1, 4, 4, 6, 6, 8, 1]
+    assert net.features[2][0].out_channels == round_filters(24, 1.4)
+
+
+def test_lukemelas_key_names() -> None:
+    """lukemelas' EfficientNet-PyTorch names (the published Lite0 file's layout) map to ours, with and without SE."""
+    lite, b0 = EfficientNet("lite0"), EfficientNet("b0")
+    names = ["_conv_stem.weight", "_bn0.running_var", "_blocks.0._depthwise_conv.weight", "_blocks.0._bn1.bias",
+             "_blocks.0._project_conv.weight", "_blocks.1._expand_conv.weight", "_blocks.1._bn0.weight",
+             "_blocks.1._bn2.running_mean", "_blocks.15._project_conv.weight", "_conv_head.weight", "_bn1.weight",
+             "_fc.bias", "_blocks.16._bn0.weight", "something.else"]
+    mapped = list(convert_lukemelas_keys(dict.fromkeys(names, torch.zeros(1)), lite))
+    assert mapped == ["features.0.0.weight", "features.0.1.running_var", "features.1.0.block.0.0.weight",
+                      "features.1.0.block.0.1.bias", "features.1.0.block.1.0.weight", "features.2.0.block.0.0.weight",
+                      "features.2.0.block.0.1.weight", "features.2.0.block.2.1.running_mean",
+                      "features.7.0.block.2.0.weight", "features.8.0.weight", "features.8.1.weight", "fc.bias",
+                      "_blocks.16._bn0.weight", "something.else"]  # no 17th block, unknown: unchanged
+    se = ["_blocks.0._se_reduce.weight", "_blocks.2._se_expand.bias", "_blocks.2._project_conv.weight"]
+    assert list(convert_lukemelas_keys(dict.fromkeys(se, torch.zeros(1)), b0)) == [
+        "features.1.0.block.1.fc1.weight", "features.2.1.block.2.fc2.bias", "features.2.1.block.3.0.weight"]
+    assert set(mapped[:11]) <= set(lite.state_dict())
 
 
 def test_keep_all_policy_gives_dense_logits(pair: tuple[nn.Module, nn.Module]) -> None:

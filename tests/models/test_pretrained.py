@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
 from adafuse.models import build_model, fusion_modules
-from adafuse.models.pretrained import load_backbone_weights
+from adafuse.models.pretrained import MAX_LISTED, load_backbone_weights
 from adafuse.models.resnet import ResNet
 
 
@@ -41,7 +43,44 @@ def test_loads_torchvision_names_and_keeps_the_policy(tmp_path, imagenet_r18):
     assert len(report.loaded) == len(imagenet_r18) - 2
     assert report.policy_from_scratch and all(".fusion.policy." in k for k in report.policy_from_scratch)
     assert not report.missing and not report.unexpected
-    assert "loaded" in report.summary()
+    assert report.total == len(model.backbone.state_dict())
+
+
+@pytest.fixture
+def adafuse_log(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
+    """Records of the ``adafuse`` logger (which stops propagating once a training set up its handlers)."""
+    monkeypatch.setattr(logging.getLogger("adafuse"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="adafuse")
+    return caplog
+
+
+def test_loading_logs_counts_and_names(tmp_path, imagenet_r18, adafuse_log):
+    """One INFO line ``loaded N of M backbone tensors from FILE``; missing and unexpected keys named in a WARNING,
+    capped at MAX_LISTED names each."""
+    path = tmp_path / "resnet18-f37072fd.pth"
+    torch.save(imagenet_r18, path)
+    model = build_model("adafuse_tsn_r18", num_classes=7)
+    load_backbone_weights(model, path)
+    (record,) = adafuse_log.records
+    total = len(model.backbone.state_dict())
+    assert record.levelno == logging.INFO
+    assert record.getMessage().startswith(f"loaded {len(imagenet_r18) - 2} of {total} backbone tensors from {path}")
+    assert f"{total - len(imagenet_r18) + 2} policy tensors start from scratch" in record.getMessage()
+    assert "fc.bias, fc.weight" in record.getMessage()
+
+    adafuse_log.clear()
+    partial = {k: v for k, v in imagenet_r18.items() if not k.startswith("layer4.")}
+    short = len(imagenet_r18) - len(partial)
+    partial |= {f"extra.{i}.weight": torch.zeros(1) for i in range(3)}
+    torch.save(partial, path)
+    report = load_backbone_weights(build_model("tsn_r18", num_classes=7), path, strict=False)
+    info, warning = adafuse_log.records
+    assert info.getMessage().startswith(f"loaded {len(report.loaded)} of {len(report.loaded) + short} backbone tensors")
+    assert warning.levelno == logging.WARNING
+    text = warning.getMessage()
+    assert f"{len(report.missing)} backbone tensors missing" in text and "layer4.0.conv1.weight" in text
+    assert f"({len(report.missing) - MAX_LISTED} more)" in text and text.count("layer4.") == MAX_LISTED
+    assert "3 keys of the file do not exist" in text and all(f"extra.{i}.weight" in text for i in range(3))
 
 
 def test_wrapped_prefixed_and_old_files(tmp_path, imagenet_r18):

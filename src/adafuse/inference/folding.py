@@ -23,12 +23,15 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from adafuse.models.fusion import ACTIONS, PolicyNet
 
-ACTIVATIONS = (None, "relu", "silu", "sigmoid")
+ACTIVATIONS = (None, "relu", "relu6", "silu", "sigmoid")
 
 
-def _activate(y: Tensor, act: str | None) -> Tensor:
+def activate(y: Tensor, act: str | None) -> Tensor:
+    """``act`` (one of :data:`ACTIVATIONS`) applied to ``y`` in place."""
     if act == "relu":
         return y.relu_()
+    if act == "relu6":
+        return y.clamp_(0.0, 6.0)
     if act == "silu":
         return F.silu(y, inplace=True)
     if act == "sigmoid":
@@ -51,7 +54,7 @@ def _bn_scale_shift(bn: nn.BatchNorm2d | nn.BatchNorm1d) -> tuple[Tensor, Tensor
 
 
 class FoldedConv:
-    """A 2D conv with its following BatchNorm folded in, and an optional activation (``relu``/``silu``/
+    """A 2D conv with its following BatchNorm folded in, and an optional activation (``relu``/``relu6``/``silu``/
     ``sigmoid``), runnable on a subset of output and/or input channels. Input/output ``(1, C, H, W)``.
 
     ``name``: qualified name of the original conv (for reports); ``has_bn``: a BatchNorm was folded in
@@ -133,7 +136,7 @@ class FoldedConv:
                 w, b, groups = w.index_select(0, out_idx), b.index_select(0, out_idx), out_idx.numel()
             y = F.conv2d(x, w, b, self.stride, self.padding, self.dilation, groups)
             self._count(meter, role, y.numel(), self.macs_per_output(1), y.shape[2] * y.shape[3], nominal)
-            return _activate(y, self.act)
+            return activate(y, self.act)
         if groups != 1 and (out_idx is not None or in_idx is not None):
             raise NotImplementedError(f"{self.name}: channel subsets of a grouped conv (groups={groups})")
         if out_idx is not None:
@@ -149,17 +152,17 @@ class FoldedConv:
                 h, wd = self.out_size(x.shape[2], x.shape[3])
                 y = x.new_empty(1, b.numel(), h, wd).copy_(b.view(1, -1, 1, 1).expand(1, b.numel(), h, wd))
                 self._count(meter, role, y.numel(), self.macs_per_output(0), h * wd, nominal)
-                return _activate(y, self.act)
+                return activate(y, self.act)
             if out_idx is None and groups == 1:
                 ho, wo = self.out_size(x.shape[2], x.shape[3])
                 if ho * wo <= self.GEMM_MAX_PIXELS:
                     y = self._gemm_in_subset(x, in_idx, ho, wo)
                     self._count(meter, role, y.numel(), self.macs_per_output(in_used), ho * wo, nominal)
-                    return _activate(y, self.act)
+                    return activate(y, self.act)
             w = w.index_select(1, in_idx)
         y = F.conv2d(x, w, b, self.stride, self.padding, self.dilation, groups)
         self._count(meter, role, y.numel(), self.macs_per_output(in_used), y.shape[2] * y.shape[3], nominal)
-        return _activate(y, self.act)
+        return activate(y, self.act)
 
     def run_batch(self, x: Tensor, meters) -> Tensor:
         """Apply the whole folded conv (+ activation) to a batch of frames ``x`` ``(T, C_in, H, W)``; the work
@@ -178,7 +181,7 @@ class FoldedConv:
         per_output = self.macs_per_output(self.in_channels // self.groups)
         for m in meters:
             self._count(m, None, per_frame, per_output, spatial, True)
-        return _activate(y, self.act)
+        return activate(y, self.act)
 
     def _gemm_in_subset(self, x: Tensor, in_idx: Tensor, ho: int, wo: int) -> Tensor:
         """``conv(x)`` for ``x`` ``(1, n, H, W)`` holding input channels ``in_idx``, as ``unfold(x)^T @ W[in_idx]``

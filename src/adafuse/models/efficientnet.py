@@ -1,4 +1,5 @@
-"""EfficientNet-b0..b3 (Tan & Le, 2019) with torchvision's parameter names, plus an AdaFuse gate per MBConv.
+"""EfficientNet-b0..b3 (Tan & Le, 2019) and EfficientNet-Lite0 with torchvision's parameter names, plus an
+AdaFuse gate per MBConv.
 
 An MBConv block reads top to bottom::
 
@@ -16,6 +17,13 @@ Parameter names follow torchvision's ``efficientnet_b0``..``b3`` (``features.0.0
 ``classifier.*`` keys belong to the ImageNet head and are not part of it). The AdaFuse gate of a block is
 ``features.{stage}.{block}.fusion``.
 
+EfficientNet-Lite (Google's edge/CPU variant of the family; ``lite0`` here): the same stage table without
+squeeze-and-excitation, ReLU6 instead of swish everywhere, and the stem (32) and head (1280) widths, and the depth
+of the first and last stage, never scaled by the multipliers (for lite0, width and depth 1.0, native 224 px, this
+only changes the SE and the activation). Its ImageNet weights are published in lukemelas' EfficientNet-PyTorch
+layout (``_blocks.N._expand_conv`` ...); :func:`convert_lukemelas_keys` maps them to ours. Without SE a block's
+``block`` is ``[expand,] depthwise, project``, so its project conv is ``block.2`` (``block.3`` with SE).
+
 BatchNorm: eps 1e-3, momentum 0.01 as in the TensorFlow reference (``bn_eps``/``bn_momentum`` change it;
 torchvision trained its b0..b3 weights with PyTorch's defaults eps 1e-5, momentum 0.1, so pass those when
 fine-tuning from torchvision weights).
@@ -28,6 +36,7 @@ multiply-adds per image at the native resolutions 224/240/260/300) times 8 frame
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +48,7 @@ from adafuse.models.fusion import ACTIONS, DEFAULT_TAU, AdaptiveFusion, GatedLay
 from adafuse.models.policy import FusionFactory, PolicyFactory
 from adafuse.models.recognizer import InputSpec, VideoRecognizer
 from adafuse.models.registry import register_model
+from adafuse.pixels import EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # PyTorch convention: 1 - TensorFlow's decay 0.99
@@ -73,12 +83,18 @@ SE_RATIO = 0.25
 @dataclass(frozen=True)
 class Variant:
     """Compound scaling of one EfficientNet: width and depth multipliers, native input side in pixels,
-    and the ImageNet dropout of the reference (our video head uses the recognizer's dropout instead)."""
+    and the ImageNet dropout of the reference (our video head uses the recognizer's dropout instead).
+    ``lite``: an EfficientNet-Lite (no squeeze-excitation, ReLU6, stem/head and first/last stage unscaled)."""
 
     width_mult: float
     depth_mult: float
     resolution: int
     imagenet_dropout: float
+    lite: bool = False
+
+    @property
+    def activation(self) -> type[nn.Module]:
+        return nn.ReLU6 if self.lite else nn.SiLU
 
 
 VARIANTS = {
@@ -86,6 +102,7 @@ VARIANTS = {
     "b1": Variant(1.0, 1.1, 240, 0.2),
     "b2": Variant(1.1, 1.2, 260, 0.3),
     "b3": Variant(1.2, 1.4, 300, 0.3),
+    "lite0": Variant(1.0, 1.0, 224, 0.2, lite=True),
 }
 
 
@@ -104,17 +121,19 @@ def round_repeats(repeats: int, depth_mult: float) -> int:
 
 
 class ConvBNAct(nn.Sequential):
-    """``conv (no bias) -> BN [-> swish]`` as children ``0``, ``1`` [, ``2``] (torchvision's
-    ``Conv2dNormActivation``). ``(N, C_in, H, W)`` -> ``(N, C_out, H / stride, W / stride)``."""
+    """``conv (no bias) -> BN [-> activation]`` as children ``0``, ``1`` [, ``2``] (torchvision's
+    ``Conv2dNormActivation``); the activation is swish, or ReLU6 in EfficientNet-Lite, ``None`` for none.
+    ``(N, C_in, H, W)`` -> ``(N, C_out, H / stride, W / stride)``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 1, stride: int = 1, groups: int = 1,
-                 activation: bool = True, bn_eps: float = BN_EPS, bn_momentum: float = BN_MOMENTUM) -> None:
+                 activation: type[nn.Module] | None = nn.SiLU, bn_eps: float = BN_EPS,
+                 bn_momentum: float = BN_MOMENTUM) -> None:
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, out_channels, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
             nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum),
         ]
-        if activation:
-            layers.append(nn.SiLU(inplace=True))
+        if activation is not None:
+            layers.append(activation(inplace=True))
         super().__init__(*layers)
 
 
@@ -158,6 +177,8 @@ class MBConv(nn.Module):
 
     ``block`` holds ``[expand,] depthwise, se, project`` (torchvision's layout); with ``expand_ratio`` 6 the
     expanded tensor ``(N*T, C, H, W)``, ``C = 6 * C_in``, is what ``fusion`` gates (policy input: ``x``).
+    ``se=False`` (EfficientNet-Lite) drops the squeeze-excitation (``block`` is ``[expand,] depthwise,
+    project``); ``activation`` is the class of the expand/depthwise activations.
     """
 
     def __init__(
@@ -171,6 +192,8 @@ class MBConv(nn.Module):
         fusion: AdaptiveFusion | None = None,
         bn_eps: float = BN_EPS,
         bn_momentum: float = BN_MOMENTUM,
+        se: bool = True,
+        activation: type[nn.Module] = nn.SiLU,
     ) -> None:
         super().__init__()
         if fusion is not None and expand_ratio == 1:
@@ -181,10 +204,11 @@ class MBConv(nn.Module):
         bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
         layers: list[nn.Module] = []
         if expand_ratio != 1:
-            layers.append(ConvBNAct(in_channels, expanded, 1, **bn))
-        layers.append(ConvBNAct(expanded, expanded, kernel, stride, groups=expanded, **bn))
-        layers.append(SqueezeExcitation(expanded, max(1, int(in_channels * SE_RATIO))))
-        layers.append(ConvBNAct(expanded, out_channels, 1, activation=False, **bn))
+            layers.append(ConvBNAct(in_channels, expanded, 1, activation=activation, **bn))
+        layers.append(ConvBNAct(expanded, expanded, kernel, stride, groups=expanded, activation=activation, **bn))
+        if se:
+            layers.append(SqueezeExcitation(expanded, max(1, int(in_channels * SE_RATIO))))
+        layers.append(ConvBNAct(expanded, out_channels, 1, activation=None, **bn))
         self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(drop_path)
         self.fusion = fusion
@@ -195,11 +219,11 @@ class MBConv(nn.Module):
 
     @property
     def depthwise(self) -> ConvBNAct:
-        return self.block[-3]
+        return self.block[1 if self.expand_ratio != 1 else 0]
 
     @property
-    def se(self) -> SqueezeExcitation:
-        return self.block[-2]
+    def se(self) -> SqueezeExcitation | None:
+        return self.block[-2] if isinstance(self.block[-2], SqueezeExcitation) else None
 
     @property
     def project(self) -> ConvBNAct:
@@ -211,7 +235,10 @@ class MBConv(nn.Module):
             out = self.expand(x)
             if self.fusion is not None:
                 out = self.fusion(x, out)
-        out = self.project(self.se(self.depthwise(out)))
+        out = self.depthwise(out)
+        if self.se is not None:
+            out = self.se(out)
+        out = self.project(out)
         if self.use_res_connect:
             out = self.stochastic_depth(out) + x
         return out
@@ -226,7 +253,7 @@ class MBConv(nn.Module):
 
 class EfficientNet(nn.Module):
     """EfficientNet trunk without classifier: ``(N*T, 3, H, W)`` -> pooled features ``(N*T, feature_dim)``
-    (1280 for b0/b1, 1408 for b2, 1536 for b3).
+    (1280 for b0/b1/lite0, 1408 for b2, 1536 for b3).
 
     ``fusion_factory(C_in, C, stage)`` gives each expand-ratio-6 block its fusion module (or ``None``);
     ``stage`` is 1..7. ``drop_path``: stochastic-depth rate of the last block (linearly increasing from 0,
@@ -247,13 +274,18 @@ class EfficientNet(nn.Module):
         self.variant = variant
         scale = VARIANTS[variant]
         bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
+        act = scale.activation
+        fixed = (0, len(B0_STAGES) - 1) if scale.lite else ()  # Lite: first/last stage depth not scaled
         stages = [
             StageConfig(s.expand_ratio, s.kernel, s.stride, round_filters(s.in_channels, scale.width_mult),
-                        round_filters(s.out_channels, scale.width_mult), round_repeats(s.repeats, scale.depth_mult))
-            for s in B0_STAGES
+                        round_filters(s.out_channels, scale.width_mult),
+                        s.repeats if i in fixed else round_repeats(s.repeats, scale.depth_mult))
+            for i, s in enumerate(B0_STAGES)
         ]
+        stem = STEM_CHANNELS if scale.lite else round_filters(STEM_CHANNELS, scale.width_mult)
+        stages[0] = dataclasses.replace(stages[0], in_channels=stem)
         total_blocks = sum(s.repeats for s in stages)
-        features: list[nn.Module] = [ConvBNAct(3, stages[0].in_channels, 3, 2, **bn)]
+        features: list[nn.Module] = [ConvBNAct(3, stem, 3, 2, activation=act, **bn)]
         block_id = 0
         for stage_index, cfg in enumerate(stages, start=1):
             blocks = []
@@ -263,11 +295,12 @@ class EfficientNet(nn.Module):
                 if fusion_factory is not None and cfg.expand_ratio != 1:
                     fusion = fusion_factory(in_channels, in_channels * cfg.expand_ratio, stage_index)
                 blocks.append(MBConv(in_channels, cfg.out_channels, cfg.expand_ratio, cfg.kernel,
-                                     cfg.stride if i == 0 else 1, drop_path * block_id / total_blocks, fusion, **bn))
+                                     cfg.stride if i == 0 else 1, drop_path * block_id / total_blocks, fusion, **bn,
+                                     se=not scale.lite, activation=act))
                 block_id += 1
             features.append(nn.Sequential(*blocks))
-        self.feature_dim = round_filters(HEAD_CHANNELS, scale.width_mult)
-        features.append(ConvBNAct(stages[-1].out_channels, self.feature_dim, 1, **bn))
+        self.feature_dim = HEAD_CHANNELS if scale.lite else round_filters(HEAD_CHANNELS, scale.width_mult)
+        features.append(ConvBNAct(stages[-1].out_channels, self.feature_dim, 1, activation=act, **bn))
         self.features = nn.Sequential(*features)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         for m in self.modules():
@@ -282,14 +315,70 @@ class EfficientNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.avgpool(self.features(x)).flatten(1)
 
+    def convert_pretrained_keys(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A file in lukemelas' EfficientNet-PyTorch layout (``_conv_stem.weight`` present, as in the published
+        EfficientNet-Lite0 weights) -> our names (:func:`convert_lukemelas_keys`); other files unchanged."""
+        if LUKEMELAS_STEM in state_dict:
+            return convert_lukemelas_keys(state_dict, self)
+        return state_dict
+
+
+LUKEMELAS_STEM = "_conv_stem.weight"
+
+
+def convert_lukemelas_keys(state_dict: dict[str, Tensor], backbone: EfficientNet) -> dict[str, Tensor]:
+    """lukemelas' EfficientNet-PyTorch names -> ours, for ``backbone``'s block layout.
+
+    ``_conv_stem``/``_bn0`` -> ``features.0.{0,1}``; ``_blocks.N`` (N counts blocks over all stages) ->
+    ``features.{stage}.{block}.block.{i}`` with ``_expand_conv``/``_bn0`` the expansion, ``_depthwise_conv``/
+    ``_bn1`` the depthwise conv, ``_se_reduce``/``_se_expand`` the squeeze-excitation ``fc1``/``fc2`` and
+    ``_project_conv``/``_bn2`` the projection; ``_conv_head``/``_bn1`` -> the head ``features.{last}.{0,1}``;
+    ``_fc`` (the ImageNet classifier) -> ``fc``. Keys that match none of these pass unchanged (and are then
+    reported as unexpected by the loader).
+    """
+    feats = backbone.features
+    last = f"features.{len(feats) - 1}"
+    outer = {"_conv_stem": "features.0.0", "_bn0": "features.0.1", "_conv_head": f"{last}.0", "_bn1": f"{last}.1",
+             "_fc": "fc"}
+    blocks = [(f"features.{s}.{b}.block", block) for s in range(1, len(feats) - 1) for b, block in enumerate(feats[s])]
+    out: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        parts = key.split(".")
+        target = None
+        if parts[0] == "_blocks" and len(parts) >= 4 and parts[1].isdigit() and int(parts[1]) < len(blocks):
+            prefix, block = blocks[int(parts[1])]
+            slot = _lukemelas_block_slots(block).get(parts[2])
+            target, rest = (f"{prefix}.{slot}" if slot else None), parts[3:]
+        elif parts[0] in outer and len(parts) >= 2:
+            target, rest = outer[parts[0]], parts[1:]
+        out[".".join([target, *rest]) if target else key] = value
+    return out
+
+
+def _lukemelas_block_slots(block: MBConv) -> dict[str, str]:
+    """lukemelas' layer names inside one MBConv -> our child paths under ``block``."""
+    layout = list(block.block)
+    slots = {}
+    if block.expand is not None:
+        slots |= {"_expand_conv": "0.0", "_bn0": "0.1"}
+    dw = layout.index(block.depthwise)
+    slots |= {"_depthwise_conv": f"{dw}.0", "_bn1": f"{dw}.1", "_project_conv": f"{len(layout) - 1}.0",
+              "_bn2": f"{len(layout) - 1}.1"}
+    if block.se is not None:
+        slots |= {"_se_reduce": f"{dw + 1}.fc1", "_se_expand": f"{dw + 1}.fc2"}
+    return slots
+
 
 def efficientnet_recognizer(variant: str, num_classes: int, num_frames: int, dropout: float,
                             fusion_factory: FusionFactory | None, drop_path: float, bn_eps: float,
                             bn_momentum: float, input_size: int | None) -> VideoRecognizer:
-    """``input_size`` defaults to the variant's native resolution and only sets ``input_spec.size``."""
+    """``input_size`` defaults to the variant's native resolution and only sets ``input_spec.size``; Lite
+    variants expect the TensorFlow reference's pixels (``(x - 127) / 128`` on 0-255), the others ImageNet's."""
     backbone = EfficientNet(variant, fusion_factory, drop_path, bn_eps, bn_momentum)
-    return VideoRecognizer(backbone, backbone.feature_dim, num_classes, num_frames, dropout,
-                           input_spec=InputSpec(size=input_size or VARIANTS[variant].resolution))
+    size = input_size or VARIANTS[variant].resolution
+    spec = InputSpec(EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD, value_range=255.0, size=size) \
+        if VARIANTS[variant].lite else InputSpec(size=size)
+    return VideoRecognizer(backbone, backbone.feature_dim, num_classes, num_frames, dropout, input_spec=spec)
 
 
 def tsn_efficientnet(

@@ -1,12 +1,8 @@
 """ImageNet weights for a model's backbone, from a state-dict file the user already has.
 
-This library never downloads weights. Fetch them yourself: for ResNet the torchvision ImageNet-1k "V1" files
-from ``https://download.pytorch.org/models/`` -- ``resnet18-f37072fd.pth``, ``resnet34-b627a593.pth``,
-``resnet50-0676ba61.pth``, ``resnet101-63fe2227.pth`` (the older ``resnet18-5c106cde.pth``,
-``resnet50-19c8e357.pth``, ``resnet101-5d3b4d8f.pth`` that the paper's code used load the same way); for
-EfficientNet-b0..b3 torchvision's ``efficientnet_b*_rwightman-*.pth`` files; for BN-Inception the
-pretrainedmodels port's ``bn_inception-52deb4733.pth``. (The backbone modules of those families document the
-exact key names they expect.)
+This library never downloads weights. Which file to fetch for each backbone, where it is published, its
+checksum and the training command are in docs/pretrained.md. (The backbone modules document the exact key
+names they expect.)
 
 Matching is generic: after unwrapping (``{"state_dict": ...}`` / ``{"model": ...}``) and stripping prefixes
 (``module.`` of DataParallel; ``backbone.`` when the file is one of our own checkpoints), the file's keys must
@@ -15,10 +11,18 @@ be exactly the keys of ``model.backbone.state_dict()``, except
 - the ImageNet classifier (``fc.*``, ``last_linear.*``, ``classifier.*``) which is ignored,
 - the policy/fusion parameters (anything inside an ``AdaptiveFusion``), which start from scratch,
 - ``num_batches_tracked`` buffers, absent from older torchvision files.
+
+A backbone may translate another published layout first (``convert_pretrained_keys``: the BN-Inception port's
+names, lukemelas' EfficientNet-PyTorch names of the EfficientNet-Lite0 file).
+
+Every load logs to the ``adafuse`` logger one INFO line ``loaded N of M backbone tensors from FILE`` (what
+starts from scratch, what of the file was ignored), and a WARNING naming missing and unexpected keys (at most
+``MAX_LISTED`` names each) when ``strict=False`` lets some through.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +36,7 @@ from adafuse.models.fusion import AdaptiveFusion
 CLASSIFIER_PREFIXES = ("fc.", "last_linear.", "classifier.")
 WRAPPER_KEYS = ("state_dict", "model")
 MAX_LISTED = 20
+log = logging.getLogger("adafuse")
 
 
 @dataclass
@@ -39,6 +44,7 @@ class LoadReport:
     """What :func:`load_backbone_weights` did (key names are the backbone's)."""
 
     path: str
+    total: int = 0  # tensors of the backbone's state dict (policy ones included)
     loaded: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # keys of the file not meant for the backbone (classifier)
     policy_from_scratch: list[str] = field(default_factory=list)  # fusion/policy keys absent from the file
@@ -47,21 +53,36 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)  # only filled with strict=False
 
     def summary(self) -> str:
-        parts = [f"loaded {len(self.loaded)} tensors from {self.path}"]
-        if self.ignored:
-            parts.append(f"ignored {len(self.ignored)} classifier keys")
+        """One line: ``loaded N of M backbone tensors from FILE; ...`` (counts only; names in :meth:`problems`)."""
+        parts = [f"loaded {len(self.loaded)} of {self.total} backbone tensors from {self.path}"]
         if self.policy_from_scratch:
             parts.append(f"{len(self.policy_from_scratch)} policy tensors start from scratch")
+        if self.buffers_from_scratch:
+            parts.append(f"{len(self.buffers_from_scratch)} num_batches_tracked buffers absent from the file")
+        if self.ignored:
+            parts.append(f"ignored {len(self.ignored)} keys of the file not meant for the backbone "
+                         f"({_listing(self.ignored, 4)})")
         if self.missing:
             parts.append(f"{len(self.missing)} backbone tensors MISSING")
         if self.unexpected:
             parts.append(f"{len(self.unexpected)} unexpected keys")
         return "; ".join(parts)
 
+    def problems(self) -> str | None:
+        """Missing and unexpected keys by name (at most ``MAX_LISTED`` each), or None when there are none."""
+        parts = []
+        if self.missing:
+            parts.append(f"{len(self.missing)} backbone tensors missing from the file keep their initial values: "
+                         f"{_listing(self.missing)}")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} keys of the file do not exist in the backbone and were not "
+                         f"loaded: {_listing(self.unexpected)}")
+        return f"{self.path}: " + "; ".join(parts) if parts else None
 
-def _listing(keys: list[str]) -> str:
-    shown = ", ".join(keys[:MAX_LISTED])
-    return shown + (f", ... ({len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else "")
+
+def _listing(keys: list[str], limit: int = MAX_LISTED) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
@@ -107,13 +128,14 @@ def fusion_keys(module: nn.Module) -> set[str]:
 def load_backbone_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> LoadReport:
     """Load an ImageNet state-dict file into ``model.backbone`` (or ``model`` itself if it has no backbone).
 
-    Weights cannot be downloaded by this library: pass a file you fetched (see the module docstring for the
-    torchvision file names). Accepts plain state dicts and ``{"state_dict"|"model": ...}`` wrappers, with
+    Weights cannot be downloaded by this library: pass a file you fetched (docs/pretrained.md names them).
+    Accepts plain state dicts and ``{"state_dict"|"model": ...}`` wrappers, with
     ``module.`` prefixes; a file whose keys start with ``backbone.`` (our checkpoints) contributes those keys.
 
     Raises ``FileNotFoundError`` (no file), ``ValueError`` (not a state dict; a shape mismatch, naming the key
     and both shapes; with ``strict``: backbone keys missing from the file or file keys the backbone does not
-    have, listed). Policy/fusion parameters are expected to be absent and start from scratch.
+    have, listed). Policy/fusion parameters are expected to be absent and start from scratch. Logs the
+    report's :meth:`LoadReport.summary` (INFO) and :meth:`LoadReport.problems` (WARNING) to ``adafuse``.
     """
     backbone = getattr(model, "backbone", model)
     source = read_state_dict(path)
@@ -125,6 +147,7 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike, strict: boo
         source = backbone.convert_pretrained_keys(source)  # e.g. BN-Inception port names -> ours
 
     target = backbone.state_dict()
+    report.total = len(target)
     policy = fusion_keys(backbone)
     for key in sorted(set(source) - set(target)):
         if key.startswith(CLASSIFIER_PREFIXES):
@@ -158,4 +181,8 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike, strict: boo
         load[key] = value
     backbone.load_state_dict(load, strict=False)
     report.loaded = list(load)
+    log.info("%s", report.summary())
+    problems = report.problems()
+    if problems:
+        log.warning("%s", problems)
     return report

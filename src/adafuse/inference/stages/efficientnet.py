@@ -1,14 +1,14 @@
-"""EfficientNet stages: producer the expansion conv, consumer the depthwise conv of every MBConv."""
+"""EfficientNet stages: producer the expansion conv, consumer the depthwise conv of every MBConv (b0..b3 with
+squeeze-excitation and swish, Lite without squeeze-excitation and with ReLU6)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adafuse.inference.folding import FoldedConv
+from adafuse.inference.folding import FoldedConv, activate
 from adafuse.inference.stages.common import (
     Clip,
     ConvStage,
@@ -24,35 +24,44 @@ from adafuse.inference.stages.common import (
 )
 from adafuse.models.efficientnet import EfficientNet
 
+ACTIVATION_NAMES = {nn.SiLU: "silu", nn.ReLU6: "relu6"}
+
 
 def _conv_bn_act(seq: nn.Sequential, name: str) -> FoldedConv:
-    """Fold an EfficientNet ``ConvBNAct`` (children conv, BN[, SiLU])."""
-    if len(seq) == 3 and not isinstance(seq[2], nn.SiLU):
-        raise NotImplementedError(f"{name}: activation {type(seq[2]).__name__} is not supported (SiLU only)")
-    return FoldedConv(seq[0], seq[1], "silu" if len(seq) == 3 else None, f"{name}.0")
+    """Fold an EfficientNet ``ConvBNAct`` (children conv, BN[, SiLU or ReLU6])."""
+    act = None
+    if len(seq) == 3:
+        act = ACTIVATION_NAMES.get(type(seq[2]))
+        if act is None:
+            raise NotImplementedError(f"{name}: activation {type(seq[2]).__name__} is not supported (SiLU, ReLU6)")
+    return FoldedConv(seq[0], seq[1], act, f"{name}.0")
 
 
 class MBConvStage(Stage):
-    """EfficientNet MBConv: ``[expand] -> [gate] -> depthwise -> SE -> project [+ x]``. Producer the expansion
-    conv, consumer the depthwise conv; a skipped channel's depthwise output is the constant ``silu(bias)``
-    (conv of zeros), so it is filled in without being computed. SE and project run on all channels."""
+    """EfficientNet MBConv: ``[expand] -> [gate] -> depthwise -> [SE] -> project [+ x]``. Producer the expansion
+    conv, consumer the depthwise conv; a skipped channel's depthwise output is the constant ``act(bias)``
+    (conv of zeros), so it is filled in without being computed. SE (absent in Lite) and project run on all
+    channels."""
 
     def __init__(self, block: nn.Module, name: str, gate: Gate | None) -> None:
         if block.fusion is not None:
             check_gated_layers(block, name, [block.expand[0]], [block.depthwise[0]])
         self.expand = _conv_bn_act(block.expand, f"{name}.block.0") if block.expand is not None else None
-        nb = len(block.block)
-        self.depthwise = _conv_bn_act(block.depthwise, f"{name}.block.{nb - 3}")
+        layout = list(block.block)
+        self.depthwise = _conv_bn_act(block.depthwise, f"{name}.block.{layout.index(block.depthwise)}")
         se = block.se
-        if not isinstance(se.activation, nn.SiLU) or not isinstance(se.scale_activation, nn.Sigmoid):
-            raise NotImplementedError(f"{name}: squeeze-excitation activations must be SiLU and Sigmoid")
-        self.se_fc1 = FoldedConv(se.fc1, None, "silu", f"{name}.block.{nb - 2}.fc1")
-        self.se_fc2 = FoldedConv(se.fc2, None, "sigmoid", f"{name}.block.{nb - 2}.fc2")
-        self.project = _conv_bn_act(block.project, f"{name}.block.{nb - 1}")
+        self.se_fc1 = self.se_fc2 = None
+        if se is not None:
+            if not isinstance(se.activation, nn.SiLU) or not isinstance(se.scale_activation, nn.Sigmoid):
+                raise NotImplementedError(f"{name}: squeeze-excitation activations must be SiLU and Sigmoid")
+            i = layout.index(se)
+            self.se_fc1 = FoldedConv(se.fc1, None, "silu", f"{name}.block.{i}.fc1")
+            self.se_fc2 = FoldedConv(se.fc2, None, "sigmoid", f"{name}.block.{i}.fc2")
+        self.project = _conv_bn_act(block.project, f"{name}.block.{len(layout) - 1}")
         self.residual = bool(block.use_res_connect)
         self.gate = gate
         self.gates = (gate,) if gate is not None else ()
-        self.dw_const = F.silu(self.depthwise.bias).view(1, -1, 1, 1)
+        self.dw_const = activate(self.depthwise.bias.clone(), self.depthwise.act).view(1, -1, 1, 1)
 
     def _produce(self, x: Tensor, idx: Tensor | None, lazy: bool, ctx: StepContext) -> Tensor:
         role = (self.gate.index, "f1_prev" if lazy else "f1")
@@ -76,10 +85,11 @@ class MBConvStage(Stage):
         else:
             actions = self.gate.decide(lambda: x.mean(dim=(2, 3)), ctx)
             d = self._depthwise(*self.gate.fuse(actions, self._produce, x, ctx), ctx)
-        s = d.mean(dim=(2, 3), keepdim=True)
-        meter.fixed((d.shape[2] * d.shape[3] + 1) * d.shape[1])  # the SE's adaptive average pool
-        s = self.se_fc2.run(self.se_fc1.run(s, meter), meter)
-        out = self.project.run(d.mul_(s), meter)
+        if self.se_fc1 is not None:
+            s = d.mean(dim=(2, 3), keepdim=True)
+            meter.fixed((d.shape[2] * d.shape[3] + 1) * d.shape[1])  # the SE's adaptive average pool
+            d = d.mul_(self.se_fc2.run(self.se_fc1.run(s, meter), meter))
+        out = self.project.run(d, meter)
         return out.add_(x) if self.residual else out
 
     def step_clip(self, xs: Clip, ctxs: Sequence[StepContext]) -> Tensor:
@@ -99,11 +109,12 @@ class MBConvStage(Stage):
             d = torch.cat(frames, dim=0)
             if self.gate.prev_src is not None:  # own copy: a view would keep the whole batch alive
                 self.gate.prev_src = self.gate.prev_src.clone()
-        s = d.mean(dim=(2, 3), keepdim=True)
-        for m in meters:
-            m.fixed((d.shape[2] * d.shape[3] + 1) * d.shape[1])  # the SE's adaptive average pool
-        s = self.se_fc2.run_batch(self.se_fc1.run_batch(s, meters), meters)
-        out = self.project.run_batch(d.mul_(s), meters)
+        if self.se_fc1 is not None:
+            s = d.mean(dim=(2, 3), keepdim=True)
+            for m in meters:
+                m.fixed((d.shape[2] * d.shape[3] + 1) * d.shape[1])  # the SE's adaptive average pool
+            d = d.mul_(self.se_fc2.run_batch(self.se_fc1.run_batch(s, meters), meters))
+        out = self.project.run_batch(d, meters)
         return out.add_(x) if self.residual else out
 
 
