@@ -61,8 +61,9 @@ class ModelConfig:
     policy_hidden: int | None = opt(None, "hidden units of each policy MLP; null = the paper's rule for the model "
                                           "(R50 quota 196608/C shared, R18 512, TSM+Last 1024)")
     dropout: float = opt(0.5, "dropout before the classifier")
-    pretrained: str | None = opt(None, "ImageNet state-dict file for the backbone (torchvision names); null = "
-                                       "from scratch. Classifier and policy always start from scratch")
+    pretrained: str | None = opt(None, "ImageNet state-dict file for the backbone (files and commands: "
+                                       "docs/pretrained.md); null = from scratch. Classifier and policy always "
+                                       "start from scratch")
     kwargs: dict[str, Any] = opt({}, "extra builder arguments of this model (e.g. tau: 0.67, width: 32); a key "
                                      "the builder does not take is an error")
 

@@ -111,8 +111,9 @@ def build_model(
     """Build a registered model by name (see ``model_names()``); unknown keywords raise ``TypeError``.
 
     ``policy_hidden=None`` leaves the model's default (and is accepted by models without a policy
-    network). ``pretrained``: path of an ImageNet state-dict file for the backbone (torchvision key names
-    for ResNet); the classifier and policy layers always start from scratch.
+    network). ``pretrained``: path of an ImageNet state-dict file for the backbone (which file for which
+    backbone: docs/pretrained.md; loaded by :func:`adafuse.models.pretrained.load_backbone_weights`, which logs
+    what it loaded); the classifier and policy layers always start from scratch.
     """
     entry = _entry(name)
     if policy_hidden is not None:
