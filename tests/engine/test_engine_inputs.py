@@ -101,3 +101,14 @@ def test_eval_checks_the_validation_data_of_the_checkpoint(engine_synth, tmp_pat
                     capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and f"{engine_synth.val_frames}:1" in err, err
     assert not (tmp_path / "ev" / "eval" / "metrics.json").exists()
+
+
+def test_a_missing_video_past_the_probed_entries_is_one_line_from_a_worker_too(engine_synth, tmp_path, capsys):
+    lines = open(engine_synth.train_frames).read().splitlines()
+    lst = tmp_path / "train.txt"
+    lst.write_text("".join(f"{x}\n" for x in [*lines[:4], "frames/gone 10 0", *lines[4:8]]))
+    code, err = train_with(engine_synth, tmp_path, capsys, root=engine_synth.root, train_list=str(lst), val_list="",
+                           classes=engine_synth.classes, batch_size=9)  # one batch: every clip is read
+    errors = [x for x in err.splitlines() if x.startswith("adafuse train:")]  # (the log line of the run start)
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert f"{lst}:5" in errors[0] and "frames/gone" in errors[0] and "DataLoader" not in errors[0]

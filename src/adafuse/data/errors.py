@@ -1,7 +1,8 @@
 """Errors of the data package. Each names the file and, when there is one, the list line.
 
 Both error classes pickle with their attributes (multiprocessing pools), and can also be built from one
-preformatted message (``VideoReadError(msg)``), which is how the DataLoader re-raises a worker's error.
+preformatted message (``VideoReadError(msg)``), which is how the DataLoader re-raises a worker's error (its
+"Caught ... in DataLoader worker" traceback text is reduced to the error's own one-line message).
 """
 
 from __future__ import annotations
@@ -14,6 +15,17 @@ def where(path: str | Path | None, line: int | None = None) -> str:
     if path is None:
         return "<unknown>"
     return f"{path}:{line}" if line is not None else str(path)
+
+
+def worker_message(text: str) -> str:
+    """The error's own message out of a DataLoader worker's re-raise (``"Caught VideoReadError in DataLoader worker
+    process 0. Original Traceback ... adafuse.data.errors.VideoReadError: <message>"``): the ``<message>``
+    line, so that a data error from a worker is one line like one from the main process. Other text unchanged."""
+    if not (text.startswith("Caught ") and "Original Traceback" in text):
+        return text
+    last = text.rstrip().splitlines()[-1]
+    name, sep, message = last.partition(": ")
+    return message if sep and name.replace(".", "").replace("_", "").isalnum() else text
 
 
 READ_ERROR_KINDS = ("missing", "unreadable", "truncated", "gap", "short", "empty", "size")
@@ -31,8 +43,8 @@ class ListFormatError(DataError, ValueError):
 
     def __init__(self, path: str | Path | None, line: int | None = None, reason: str | None = None) -> None:
         if reason is None and line is None:  # a preformatted message (pickle / DataLoader re-raise)
-            self.path, self.line, self.reason = None, None, str(path)
-            super().__init__(str(path))
+            self.path, self.line, self.reason = None, None, worker_message(str(path))
+            super().__init__(self.reason)
             return
         self.path = None if path is None else str(path)
         self.line = line
@@ -65,8 +77,8 @@ class VideoReadError(DataError):
     ) -> None:
         self.kind = kind
         if reason is None:  # a preformatted message (pickle / DataLoader re-raise)
-            self.source, self.reason, self.list_file, self.line = "", str(source), None, None
-            super().__init__(str(source))
+            self.source, self.reason, self.list_file, self.line = "", worker_message(str(source)), None, None
+            super().__init__(self.reason)
             return
         self.source = str(source)
         self.reason = reason
