@@ -67,6 +67,14 @@ def test_folder_of_videos_to_trained_and_evaluated_model(tmp_path, capsys, monke
     assert saved["class_names"] == sorted(CLASSES)  # classes.txt: the folder names, sorted
     predictions = [json.loads(x) for x in (run / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert sorted(p["id"] for p in predictions) == sorted(r.id for r in val)
+    # the rest of step 4: predict a video, the report of the run
+    capsys.readouterr()
+    video = tmp_path / "videos" / val[0].path
+    assert cli(["predict", "--checkpoint", "runs/own_videos/checkpoints/best.pt", "--topk", "3", str(video)]) == 0
+    shown = capsys.readouterr()
+    assert all(name in shown.out for name in CLASSES), shown  # the top 3 by class name
+    assert cli(["report", "runs/own_videos", "--out", "runs/own_videos/report"]) == 0
+    assert (run / "report" / "report.html").is_file()
 
     # the Python API (docs/own-videos.md#python): the same run from load_config + train + evaluate_checkpoint
     overrides = [*train_cmd[3:], *TINY, "run.name=api"]
