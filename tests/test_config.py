@@ -121,3 +121,25 @@ def test_base_errors_do_not_echo_the_file_they_read(tmp_path):
     cfg.write_text("_base_: 5\n")
     with pytest.raises(ConfigError, match="_base_ must be a file name"):
         load_config(cfg)
+
+
+def test_synthetic_presets_are_the_demo_recipe():
+    """configs/synthetic/ trains what `adafuse demo` trains: the same optimiser, schedule, model and loss settings
+    (paths, run names and threads aside), so a change of the demo recipe cannot leave them behind."""
+    from types import SimpleNamespace
+
+    from adafuse.engine.demo import RECIPES, demo_config
+
+    data = SimpleNamespace(root="data/synth", train_frames="data/synth/train_frames.txt",
+                           classes="data/synth/classes.txt")
+    for name, stage_epochs in (("tsn_r18", "pretrain_epochs"), ("adafuse_tsn_r18", "epochs")):
+        preset = load_config(CONFIGS / "synthetic" / f"{name}_synth.yaml")
+        rec = RECIPES["full"]
+        demo = demo_config(rec, name, data, None, CONFIGS, "x", 0, None, epochs=getattr(rec, stage_epochs))
+        assert preset.optim == demo.optim, name
+        for key in ("flops_weight", "flops_start_epoch", "flops_warmup_epochs") if name.startswith("adafuse") else ():
+            assert getattr(preset.train, key) == getattr(demo.train, key), (name, key)
+        for key in ("num_frames", "dropout", "kwargs", "policy_hidden"):
+            assert getattr(preset.model, key) == getattr(demo.model, key), (name, key)
+        for key in ("input_size", "scale_size", "scales", "batch_size"):
+            assert getattr(preset.data, key) == getattr(demo.data, key), (name, key)

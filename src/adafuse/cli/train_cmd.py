@@ -62,7 +62,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Generates the synthetic time-reversal benchmark, trains TSN and AdaFuse-TSN on the same small "
                     "ResNet-18, evaluates both and writes a Table-6-style comparison (markdown, JSON, plot) into "
                     "the output directory.")
-    d.add_argument("--quick", action="store_true", help="a smaller, shorter run (a few minutes) for smoke tests")
     d.add_argument("--ablation", action="store_true", help="also train Ada.Skip, Ada.Reuse, Random and TSM")
     d.add_argument("--seed", type=int, default=0, help="seed of data generation and training (default 0)")
     d.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
@@ -70,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                  "when present)")
     d.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: the cores left after one data-loading process)")
-    d.add_argument("--recipe", default=None, help=argparse.SUPPRESS)  # full | quick | test (the test suite's)
+    d.add_argument("--recipe", default=None, help=argparse.SUPPRESS)  # full | test (the test suite's)
     d.set_defaults(func=_demo)
 
 
@@ -218,7 +217,7 @@ def _demo(args: argparse.Namespace) -> int:
     from adafuse.engine.trainer import TrainingDiverged, TrainingInterrupted
 
     try:
-        result = run_demo(out=args.out, seed=args.seed, quick=args.quick, ablation=args.ablation,
+        result = run_demo(out=args.out, seed=args.seed, ablation=args.ablation,
                           data_dir=args.data, threads=args.threads, recipe=args.recipe)
     except TrainingDiverged as err:
         print(f"adafuse demo: training diverged: {err}", file=sys.stderr)

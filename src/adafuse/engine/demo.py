@@ -31,6 +31,7 @@ import yaml
 from adafuse.analysis.runs import read_predictions
 from adafuse.analysis.stats import policy_mix
 from adafuse.config import Config
+from adafuse.engine.metrics import setup_logging
 
 log = logging.getLogger("adafuse")
 
@@ -69,11 +70,6 @@ RECIPES: dict[str, DemoRecipe] = {
     # `adafuse demo`
     "full": DemoRecipe(videos_per_class=200, val_per_class=24, video_size=48, width=16, policy_hidden=64,
                        batch_size=16, pretrain_epochs=10, epochs=10, flops_weight=8.0, eval_every=2, **_COMMON),
-    # `adafuse demo --quick`: a smoke run of under 3 minutes. Its backbone is pretrained too briefly for the full
-    # effect; AdaFuse's direction within pairs is above chance, its top-1 gain small.
-    "quick": DemoRecipe(videos_per_class=100, val_per_class=12, video_size=48, width=16, policy_hidden=64,
-                        batch_size=16, pretrain_epochs=12, epochs=3, flops_weight=8.0, eval_every=3,
-                        **{**_COMMON, "flops_start_epoch": 0.5}),
     # the test suite's end-to-end run (same code path, smallest setting)
     "test": DemoRecipe(videos_per_class=6, val_per_class=2, video_size=32, width=8, policy_hidden=16, batch_size=8,
                        pretrain_epochs=1, epochs=1, flops_weight=10.0, num_workers=0, **_COMMON),
@@ -275,7 +271,6 @@ def plot_results(rows: list[dict[str, Any]], out: Path) -> None:
 def run_demo(
     out: str | Path = "runs/demo",
     seed: int = 0,
-    quick: bool = False,
     ablation: bool = False,
     data_dir: str | Path | None = None,
     threads: int | None = None,
@@ -284,7 +279,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Generate the data, train and evaluate every method, write ``results.{md,json,png}`` into ``out``.
 
-    ``recipe``: a key of :data:`RECIPES` (default ``quick`` if ``quick`` else ``full``); ``progress``: a progress
+    ``recipe``: a key of :data:`RECIPES` (default ``full``); ``progress``: a progress
     bar while the data is generated. Returns the results dict (``rows``, ``info``, ``table_markdown``, ``out``).
     """
     from adafuse.data.synthetic import REVERSAL_PAIRS, STATIC_CLASSES, SYNTH_CLASSES, generate_synthetic
@@ -293,7 +288,7 @@ def run_demo(
     if isinstance(recipe, DemoRecipe):
         name, rec = "custom", recipe
     else:
-        name = recipe or ("quick" if quick else "full")
+        name = recipe or "full"
         if name not in RECIPES:
             raise ValueError(f"unknown demo recipe {name!r}; recipes: {sorted(RECIPES)}")
         rec = RECIPES[name]
@@ -301,7 +296,7 @@ def run_demo(
         threads = max(1, (os.cpu_count() or 1) - rec.num_workers)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("adafuse").setLevel(logging.INFO)
+    setup_logging(None, is_main=True)  # progress on stderr from the first line (the trainer adds its run's log file)
     log.info("demo (recipe %s, seed %d): synthetic benchmark, %d videos of %d px into %s (reused if present)", name,
              seed, rec.videos_per_class * len(SYNTH_CLASSES), rec.video_size, data_dir or out / "data")
     data = generate_synthetic(data_dir or out / "data", videos_per_class=rec.videos_per_class, size=rec.video_size,
