@@ -31,7 +31,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from adafuse.engine.demo import MAIN_METHODS, PRETRAIN_RUN, RECIPES, _slug, _train, demo_config, paired_val_list
+from adafuse.engine.demo import (
+    MAIN_METHODS,
+    PRETRAIN_RUN,
+    RECIPES,
+    _slug,
+    _train,
+    demo_config,
+    paired_val_list,
+    pretrain_config,
+)
 
 log = logging.getLogger("adafuse")
 
@@ -107,8 +116,7 @@ def main() -> None:
                               frames=rec.video_frames, seed=args.seed, val_per_class=rec.val_per_class, progress=False,
                               videos=False)
     val_list = paired_val_list(data, [list(p) for p in REVERSAL_PAIRS])
-    pre = demo_config(rec, "tsn_r18", data, None, out, PRETRAIN_RUN, args.seed, args.threads,
-                      epochs=rec.pretrain_epochs)
+    pre = pretrain_config(rec, data, out, args.seed, args.threads)
     _train(pre)
     backbone = str(out / PRETRAIN_RUN / "checkpoints" / "last.pt")
     timings: dict[str, float] = {"pretrain": time.time() - t0}

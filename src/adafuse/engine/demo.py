@@ -48,6 +48,7 @@ class DemoRecipe:
     policy_hidden: int  # policy MLP width (the paper's 512 is for width 64)
     batch_size: int
     pretrain_epochs: int  # stage 1: TSN from scratch (the shared backbone initialisation)
+    pretrain_lr: float  # its learning rate (at 2e-3 it sat at chance for 6-8 epochs on some seeds)
     epochs: int  # stage 2: each method, from that backbone
     optimizer: str  # "adamw" (from scratch) or "sgd"
     lr: float
@@ -64,8 +65,8 @@ class DemoRecipe:
     eval_every: int = 1
 
 
-_COMMON = dict(video_frames=(16, 32), optimizer="adamw", lr=1e-3, weight_decay=0.01, schedule="cosine",
-               warmup_epochs=0.0, flops_start_epoch=0.0, flops_warmup_epochs=1.0)
+_COMMON = dict(video_frames=(16, 32), optimizer="adamw", pretrain_lr=1e-3, lr=2e-3, weight_decay=0.01,
+               schedule="cosine", warmup_epochs=0.0, flops_start_epoch=0.0, flops_warmup_epochs=1.0)
 RECIPES: dict[str, DemoRecipe] = {
     # `adafuse demo`
     "full": DemoRecipe(videos_per_class=200, val_per_class=24, video_size=48, width=16, policy_hidden=64,
@@ -93,8 +94,8 @@ def _has_policy_net(model_name: str) -> bool:
 
 def demo_config(recipe: DemoRecipe, model_name: str, data: Any, val_list: Path | None, out: Path, name: str, seed: int,
                 threads: int | None, model_kwargs: dict[str, Any] | None = None, pretrained: str | None = None,
-                epochs: int | None = None) -> Config:
-    """The full training config of one demo run."""
+                epochs: int | None = None, lr: float | None = None) -> Config:
+    """The full training config of one demo run (stage 2 unless ``epochs``/``lr`` say otherwise)."""
     kwargs = dict(model_kwargs or {})
     if recipe.width != 64:
         kwargs["width"] = recipe.width
@@ -107,7 +108,7 @@ def demo_config(recipe: DemoRecipe, model_name: str, data: Any, val_list: Path |
         "data.classes": data.classes, "data.input_size": size, "data.scale_size": size,
         "data.scales": list(recipe.scales), "data.batch_size": recipe.batch_size,
         "data.num_workers": recipe.num_workers,
-        "optim.name": recipe.optimizer, "optim.epochs": epochs or recipe.epochs, "optim.lr": recipe.lr,
+        "optim.name": recipe.optimizer, "optim.epochs": epochs or recipe.epochs, "optim.lr": lr or recipe.lr,
         "optim.weight_decay": recipe.weight_decay, "optim.schedule": recipe.schedule, "optim.lr_steps": [],
         "optim.warmup_epochs": recipe.warmup_epochs,
         "train.flops_weight": recipe.flops_weight, "train.flops_start_epoch": recipe.flops_start_epoch,
@@ -120,6 +121,12 @@ def demo_config(recipe: DemoRecipe, model_name: str, data: Any, val_list: Path |
         section, option = key.split(".")
         data_dict[section][option] = value
     return Config.from_dict(data_dict, source="<demo recipe>")
+
+
+def pretrain_config(recipe: DemoRecipe, data: Any, out: Path, seed: int, threads: int | None) -> Config:
+    """Stage 1: the TSN trained from scratch whose backbone every method starts from (``out/pretrain_tsn``)."""
+    return demo_config(recipe, MAIN_METHODS["TSN"], data, None, out, PRETRAIN_RUN, seed, threads,
+                       epochs=recipe.pretrain_epochs, lr=recipe.pretrain_lr)
 
 
 def _train(cfg: Config) -> bool:
@@ -312,8 +319,7 @@ def run_demo(
     t_pre = time.time()
     backbone = None
     if rec.pretrain_epochs:
-        pre_cfg = demo_config(rec, "tsn_r18", data, None, out, PRETRAIN_RUN, seed, threads,
-                              epochs=rec.pretrain_epochs)
+        pre_cfg = pretrain_config(rec, data, out, seed, threads)
         log.info("demo: pretraining the shared ResNet-18 backbone (TSN from scratch, %d epochs)", rec.pretrain_epochs)
         if not _train(pre_cfg):
             for label in (*MAIN_METHODS, *ABLATION_METHODS):  # fine-tuned from an older backbone: redo them
