@@ -86,8 +86,12 @@ def synthetic_run(
     params: int = 37_687_000,
     dense_per_frame: float = 4.11,
     class_names: list[str] = CLASS_NAMES,
+    block_channels: bool = True,
 ) -> Path:
-    """A plausible run: skip falls and reuse rises with depth, first frames cost most, ~60% correct."""
+    """A plausible run: skip falls and reuse rises with depth, first frames cost most, ~60% correct.
+
+    Gated blocks have 64, 128, 256, 512 channels by quarters of the depth (ResNet-50 widths); ``block_channels``
+    False leaves their counts out of ``metrics.json`` (as evaluations before the channel-weighted mix did)."""
     rng = np.random.default_rng(seed)
     k = len(class_names)
     preds = []
@@ -123,7 +127,11 @@ def synthetic_run(
         rec["gflops"] = float(sum(rec["frame_gflops"]))
         preds.append(rec)
     top1 = 100.0 * np.mean([p["correct"] for p in preds])
-    ratios = np.mean([np.mean(p["block_ratios"], axis=0) for p in preds], axis=0).tolist() if adaptive else None
+    channels = [64 * 2 ** min(3, 4 * b // num_blocks) for b in range(num_blocks)]
+    ratios = None
+    if adaptive:  # share of all channel decisions: per-block means weighted by the channel counts
+        per_block = np.mean([p["block_ratios"] for p in preds], axis=0)
+        ratios = (np.asarray(channels, dtype=float) @ per_block / sum(channels)).tolist()
     metrics = {
         "arch": arch, "run": run_dir.name, "num_videos": num_videos, "top1": top1,
         "top5": 100.0 * np.mean([p["label"] in p["top5"] for p in preds]),
@@ -133,6 +141,8 @@ def synthetic_run(
         "block_names": [f"layer{1 + b // 4}.{b % 4}" for b in range(num_blocks)] if adaptive else [],
         "class_names": class_names, "frames": frames, "input_size": 224,
     }
+    if adaptive and block_channels:
+        metrics["block_channels"] = channels
     return write_run(run_dir, preds, metrics, config={"model": {"arch": arch}, "data": {"frames": frames}})
 
 

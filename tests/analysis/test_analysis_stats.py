@@ -94,8 +94,9 @@ def test_policy_stats_from_masks_known_answer():
     assert blocks["ratios"][0] == pytest.approx([3 / 8, 2 / 8, 3 / 8])
     assert blocks["ratios"][1] == pytest.approx([0, 0, 1])
     assert blocks["instance_total"] == pytest.approx([0.75, 1.0])
-    assert out["mix"]["ratios"] == pytest.approx([3 / 16, 2 / 16, 11 / 16])
-    assert out["mix"]["reuse_keep_quotient"] == pytest.approx(2 / 11)
+    # the mix counts every channel decision: block 0 has 8 (3 s, 2 r, 3 k), block 1 has 4 (all k) -> of 12
+    assert out["mix"]["ratios"] == pytest.approx([3 / 12, 2 / 12, 7 / 12])
+    assert out["mix"]["reuse_keep_quotient"] == pytest.approx(2 / 7)
     assert "gflops_per_video" not in out
 
 

@@ -17,6 +17,7 @@ from adafuse.analysis.stats import (
     budget_extremes,
     comparison_points,
     compute_stats,
+    mix_from_ratios,
     policy_from_predictions,
     policy_mix,
     policy_stats_from_masks,
@@ -35,6 +36,6 @@ def __getattr__(name: str) -> Any:  # the report pulls in matplotlib: import it 
 
 __all__ = [
     "ReportFiles", "RunData", "RunFormatError", "accuracy_stats", "block_stats", "budget_extremes", "build_report",
-    "comparison_points", "compute_stats", "load_run", "policy_from_predictions", "policy_mix",
+    "comparison_points", "compute_stats", "load_run", "mix_from_ratios", "policy_from_predictions", "policy_mix",
     "policy_stats_from_masks", "read_metrics", "read_predictions", "run_stats", "run_summary",
 ]

@@ -51,10 +51,13 @@ def plot_budget_curves(curves: Mapping[str, Mapping[str, Any]], others: Sequence
     policy when the curve has ``own_policy``), ``others`` (points of
     :func:`adafuse.analysis.stats.comparison_points`: ``run, gflops, top1, adaptive``) as square markers."""
     with matplotlib.rc_context(plots.STYLE):
-        fig = plots._figure(7.5, 4.8)
+        fig = plots._figure(9.0, 4.8)
         ax = fig.subplots()
+        families = [plots.method_family(str(c.get("arch", "")), adaptive=True) for c in curves.values()]
         for i, (name, curve) in enumerate(curves.items()):
-            color = LINE_COLORS[i % len(LINE_COLORS)]
+            # the method's colour (as in every figure) unless two curves share it
+            color = (plots.METHOD_COLORS[families[i]] if families.count(families[i]) == 1
+                     else LINE_COLORS[i % len(LINE_COLORS)])
             xs = [p["gflops_per_video"] for p in curve["points"]]
             ys = [p["top1"] for p in curve["points"]]
             ax.plot(xs, ys, "-o", color=color, markersize=5, linewidth=1.6, label=f"{name} (one checkpoint)",
@@ -66,16 +69,16 @@ def plot_budget_curves(curves: Mapping[str, Mapping[str, Any]], others: Sequence
                 ax.annotate(f"{p['budget']:.2g}", (p["gflops_per_video"], p["top1"]), textcoords="offset points",
                             xytext=(4, 5), fontsize=7.5, color=color)
         for p in others:
-            color = plots.ACCENT_COLOR if p.get("adaptive") else plots.DENSE_COLOR
+            color = plots.method_color(str(p.get("arch", "")), bool(p.get("adaptive")))
             ax.scatter(p["gflops"], p["top1"], s=46, marker="s", color=color, alpha=0.75, zorder=4)
             ax.annotate(plots._short(str(p["run"]), 24), (p["gflops"], p["top1"]), textcoords="offset points",
                         xytext=(5, -10), fontsize=7.5)
         if others:
-            ax.scatter([], [], s=46, marker="s", color=plots.ACCENT_COLOR, alpha=0.75, label="separate runs")
+            ax.scatter([], [], s=46, marker="s", color="#555555", alpha=0.75, label="separate runs (method colours)")
         ax.grid(True)
         ax.set_axisbelow(True)
         ax.set_xlabel("GFLOPs per video (mean over evaluated videos)")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.set_title("Accuracy vs computation at compute budgets (labels: budget)")
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the data
     return plots._save(fig, path)

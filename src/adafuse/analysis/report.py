@@ -24,10 +24,12 @@ from typing import Any
 
 from adafuse.analysis import plots
 from adafuse.analysis.budget_curves import load_budget_curve, plot_budget_curves
+from adafuse.analysis.formats import fmt_gflops, fmt_percent
 from adafuse.analysis.frames import read_thumbnails, run_preprocessing
 from adafuse.analysis.runs import RunData, load_run
 from adafuse.analysis.stats import ACTIONS, comparison_points, run_stats
 from adafuse.data.decode import DEFAULT_TEMPLATE
+from adafuse.flops import POLICY_RATIO_DEFINITION
 
 
 @dataclass
@@ -184,7 +186,7 @@ nav a { margin-right: 14px; color: var(--accent); text-decoration: none; white-s
 nav a:hover { text-decoration: underline; }
 table { border-collapse: collapse; width: 100%; font-size: 13.5px; margin: 8px 0 4px; }
 th, td { padding: 6px 8px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
-th { background: #f1f3f6; font-weight: 600; position: sticky; top: 0; }
+th { background: #f1f3f6; font-weight: 600; position: sticky; top: 0; white-space: normal; vertical-align: bottom; }
 td.l, th.l { text-align: left; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 .wide { overflow-x: auto; }
@@ -198,7 +200,7 @@ figcaption b { color: var(--ink); }
 .note { background: #fff8e6; border-left: 4px solid #f0b429; padding: 8px 12px; margin: 10px 0;
         font-size: 14px; }
 .dense { background: #eef2f7; border-left-color: #8a8f98; }
-.mix { display: inline-block; height: 10px; width: 120px; vertical-align: middle; border-radius: 2px;
+.mix { display: inline-block; height: 10px; width: 64px; vertical-align: middle; border-radius: 2px;
        overflow: hidden; background: #eee; }
 .mix span { display: inline-block; height: 100%; }
 details { margin: 8px 0 16px; }
@@ -236,19 +238,21 @@ def _mix_bar(ratios: Sequence[float]) -> str:
 
 
 def _summary_table(report: dict[str, Any], names: Sequence[str]) -> str:
-    head = ("<tr><th class=l>run</th><th class=l>arch</th><th>videos</th><th>top-1 %</th><th>top-5 %</th>"
+    head = ("<tr><th class=l>run</th><th class=l>arch</th><th>videos</th><th>top‑1 %</th><th>top‑5 %</th>"
             "<th>GFLOPs / video</th><th>dense GFLOPs</th><th>saving</th><th>params</th>"
-            "<th>skip / reuse / keep %</th><th>reuse / keep</th></tr>")
+            "<th>skip / reuse / keep %<sup>*</sup></th><th>reuse / keep</th></tr>")
     rows = []
     for name in names:
         s = report["runs"][name]["summary"]
         r = s["policy_ratios"]
         mix = (f"{_mix_bar(r)} {100 * r[0]:.1f} / {100 * r[1]:.1f} / {100 * r[2]:.1f}" if r else "dense (no policy)")
+        if r and s.get("policy_ratios_definition") != POLICY_RATIO_DEFINITION:
+            mix += "<sup>†</sup>"
         rows.append(
             f'<tr><td class=l><a href="#{_e(_slug(name))}">{_e(name)}</a></td><td class=l>{_e(s["arch"])}</td>'
             f"<td>{s['num_videos']}</td><td>{_num(s['top1'])}</td><td>{_num(s['top5'])}</td>"
-            f"<td>{_num(s['gflops_per_video'])}</td><td>{_num(s['gflops_static_per_video'])}</td>"
-            f"<td>{_num(s['saving'], '{:.0%}')}</td><td>{_num(s['params'] and s['params'] / 1e6, '{:.2f} M')}</td>"
+            f"<td>{fmt_gflops(s['gflops_per_video'])}</td><td>{fmt_gflops(s['gflops_static_per_video'])}</td>"
+            f"<td>{fmt_percent(s['saving'])}</td><td>{_num(s['params'] and s['params'] / 1e6, '{:.2f} M')}</td>"
             f"<td class=l>{mix}</td><td>{_num(s['reuse_keep_quotient'], '{:.3f}')}</td></tr>"
         )
     return f'<div class="wide"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
@@ -259,7 +263,7 @@ def _class_table(acc: dict[str, Any]) -> str:
     for c in sorted(acc["per_class"], key=lambda c: c["index"]):
         rows.append(f"<tr><td>{c['index']}</td><td class=l>{_e(c['name'])}</td><td>{c['count']}</td>"
                     f"<td>{c['correct']}</td><td>{_num(c['accuracy'], '{:.1f}')}</td>"
-                    f"<td>{_num(c['mean_gflops'])}</td></tr>")
+                    f"<td>{fmt_gflops(c['mean_gflops'])}</td></tr>")
     head = ("<tr><th>#</th><th class=l>class</th><th>videos</th><th>correct</th><th>top-1 %</th>"
             "<th>GFLOPs / video</th></tr>")
     return (f"<details><summary>All {acc['num_classes']} classes (table)</summary><div class=wide><table>"
@@ -276,6 +280,74 @@ def _confused_table(acc: dict[str, Any]) -> str:
             f"<tbody>{rows}</tbody></table></div></details>")
 
 
+def _pct(fraction: float) -> str:
+    return f"{100 * fraction:.1f}%"
+
+
+def _block_sentences(mix: dict[str, Any], blocks: dict[str, Any]) -> str:
+    """What the per-block figure shows for this run, in numbers (every sentence computed from ``blocks``)."""
+    names, ratios = blocks["names"], blocks["ratios"]
+    out = [f"Whole model ({_e(mix['definition'])}): skip {_pct(mix['skip'])}, reuse {_pct(mix['reuse'])}, keep "
+           f"{_pct(mix['keep'])}."]
+    if len(names) >= 2:
+        parts = []
+        for i, a in enumerate(ACTIONS):
+            hi = max(range(len(names)), key=lambda b: ratios[b][i])
+            lo = min(range(len(names)), key=lambda b: ratios[b][i])
+            parts.append(f"{a} from {_pct(ratios[lo][i])} ({_e(names[lo])}) to {_pct(ratios[hi][i])} "
+                         f"({_e(names[hi])})")
+        out.append("Across blocks: " + "; ".join(parts) + ".")
+    total = blocks.get("instance_total")
+    if total:
+        lo, hi = min(total), max(total)
+        out.append(f"Channels with one action at every frame of a video: {_pct(lo)} to {_pct(hi)} of a block's "
+                   "channels.")
+    return " ".join(out)
+
+
+def _first_frame_sentence(compute: dict[str, Any]) -> str:
+    """How often the first sampled frame is the most expensive one (computed; empty without per-frame costs)."""
+    first = compute.get("first_frame")
+    if not first:
+        return ""
+    n, most, cheap = first["num_videos"], first["most_expensive"], first["cheapest"]
+    return (f"In this run the first sampled frame costs more than every later frame in {most} of {n} videos and "
+            f"less than every later frame in {cheap}; on average it costs {fmt_gflops(first['mean_first'])} GFLOPs, "
+            f"a later frame {fmt_gflops(first['mean_rest'])}.")
+
+
+def _spread_sentence(compute: dict[str, Any]) -> str:
+    lo, hi, med = compute["min"], compute["max"], compute["median"]
+    if hi - lo <= 1e-9 * max(1.0, abs(hi)):
+        return f"Every video costs {fmt_gflops(hi)} GFLOPs."
+    more = f" (the most expensive video costs {fmt_percent(hi / lo - 1)} more than the cheapest)" if lo > 0 else ""
+    return f"GFLOPs per video range from {fmt_gflops(lo)} to {fmt_gflops(hi)}, median {fmt_gflops(med)}{more}."
+
+
+def _class_compute_sentence(acc: dict[str, Any]) -> str:
+    classes = [c for c in acc["per_class"] if c["count"] > 0]
+    if len(classes) < 2:
+        return ""
+    cheap = min(classes, key=lambda c: (c["mean_gflops"], c["index"]))
+    dear = max(classes, key=lambda c: (c["mean_gflops"], -c["index"]))
+    out = (f"Cheapest class: {_e(cheap['name'])} ({fmt_gflops(cheap['mean_gflops'])} GFLOPs per video, top-1 "
+           f"{cheap['accuracy']:.0f}%); most expensive: {_e(dear['name'])} ({fmt_gflops(dear['mean_gflops'])}, top-1 "
+           f"{dear['accuracy']:.0f}%).")
+    r = acc.get("gflops_accuracy_correlation")
+    if r is not None:
+        out += f" Correlation between a class's accuracy and its GFLOPs over the {len(classes)} classes: r = {r:.2f}."
+    return out
+
+
+def _confusion_sentence(acc: dict[str, Any]) -> str:
+    top = acc["most_confused"]
+    if not top:
+        return "No video was misclassified."
+    m = top[0]
+    return (f"The most frequent confusion: {_e(m['true_name'])} predicted as {_e(m['pred_name'])} "
+            f"({m['count']} video{'s' if m['count'] != 1 else ''}; the largest ones are listed below).")
+
+
 def _run_section(name: str, run_report: dict[str, Any], figs: dict[str, Path], run: RunData) -> str:
     s = run_report["summary"]
     acc = run_report["accuracy"]
@@ -284,7 +356,7 @@ def _run_section(name: str, run_report: dict[str, Any], figs: dict[str, Path], r
     if s["top5"] is not None:
         facts.append(f"top-5 {_num(s['top5'])}%")
     facts.append(f"mean class accuracy {_num(acc['mean_class_accuracy'])}%")
-    facts.append(f"{_num(s['gflops_per_video'])} GFLOPs per video")
+    facts.append(f"{fmt_gflops(s['gflops_per_video'])} GFLOPs per video")
     if s["frames"]:
         facts.append(f"{s['frames']} frames")
     if s["input_size"]:
@@ -296,9 +368,9 @@ def _run_section(name: str, run_report: dict[str, Any], figs: dict[str, Path], r
     policy = run_report["policy"]
     if policy is None:
         parts.append('<div class="note dense">Dense model (no adaptive fusion: empty <code>block_ratios</code>): '
-                     "every video costs the same, so the policy figures (blocks, compute budget, accuracy vs "
-                     "GFLOPs per class) are skipped for this run. It appears in the comparison and the accuracy "
-                     "figures.</div>")
+                     f"every video costs {fmt_gflops(s['gflops_per_video'])} GFLOPs, so the policy figures (blocks, "
+                     "compute budget, accuracy vs GFLOPs per class) are skipped for this run. It appears in the "
+                     "comparison and the accuracy figures.</div>")
     else:
         mix = policy["mix"]
         blocks = policy["blocks"]
@@ -308,14 +380,11 @@ def _run_section(name: str, run_report: dict[str, Any], figs: dict[str, Path], r
         parts.append(_figure_html(
             figs["blocks"], f"{name} policy per block",
             f"<b>What it shows:</b> for each gated block (forward order, {len(blocks['names'])} blocks), the share of "
-            f"channel-frames the policy skips, reuses from the previous frame, or keeps ({_chips()}), averaged "
+            f"its channel-frames the policy skips, reuses from the previous frame, or keeps ({_chips()}), averaged "
             f"over {blocks['num_videos']} videos. Dashed curves are degree-{blocks['trend']['skip']['degree']} "
             "polynomial trends of the two segment boundaries (skip, and skip + reuse = 1 − keep), as in the "
             "paper's Fig. 4. <b>Bottom:</b> the “instance” share — channels whose action is the same at every "
-            f"frame of a video, {inst}. <b>How to read it:</b> a tall skip segment means the block computes "
-            "little; a high reuse bar with a low reuse instance share means reuse is decided frame by frame "
-            f"(time-sensitive). Overall: skip {100 * mix['skip']:.1f}%, reuse {100 * mix['reuse']:.1f}%, keep "
-            f"{100 * mix['keep']:.1f}%."))
+            f"frame of a video, {inst}. <b>In numbers:</b> {_block_sentences(mix, blocks)}"))
         budget = run_report["budget"]
         if "budget" in figs:
             parts.append("<h3>Per-video compute budget</h3>")
@@ -330,40 +399,92 @@ def _run_section(name: str, run_report: dict[str, Any], figs: dict[str, Path], r
                 f"{len(budget['most_expensive'])} most expensive (red) correctly classified videos "
                 f"(of {budget['num_correct']} correct). Above each frame: its 0-based index in the video and its "
                 "computation relative to the same frame run densely (also drawn as the bar under the frame); "
-                "each row's title gives the class and the whole video's GFLOPs and share of the dense cost. The "
-                "first frame usually costs most: nothing can be reused from before it. <b>How to read it:</b> "
-                "cheap videos tend to show clear appearance or little motion (supplement Fig. 2 of the paper)."))
+                "each row's title gives the class and the whole video's GFLOPs and share of the dense cost. "
+                + _first_frame_sentence(run_report["compute"])))
         parts.append(_figure_html(
             figs["gflops_hist"], f"{name} GFLOPs histogram",
             "<b>What it shows:</b> how many videos (y) needed how many GFLOPs (x); the dashed line is the mean. "
-            "A wide spread means the policy adapts its computation to the content."))
+            + _spread_sentence(run_report["compute"])))
         parts.append("<h3>Accuracy vs computation per class</h3>")
+        named = ("every class is labelled with its index (dots at the same place share a label), the key on the "
+                 "right names them" if len([c for c in acc["per_class"] if c["count"]]) <= plots.KEY_MAX_CLASSES
+                 else "the cheapest and most expensive classes are named; the class table below lists all of them")
         parts.append(_figure_html(
             figs["class_gflops"], f"{name} accuracy vs GFLOPs per class",
             "<b>What it shows:</b> one marker per class: the mean GFLOPs the model spent on its videos (x) and its "
-            "top-1 accuracy (y); marker area ∝ number of videos. The cheapest and most expensive classes are "
-            "named. <b>How to read it:</b> classes on the left are recognised with little computation; a "
-            "cluster at the lower right means hard classes also get more computation."))
+            f"top-1 accuracy (y); marker area ∝ number of videos; {named}. " + _class_compute_sentence(acc)))
     parts.append("<h3>Accuracy</h3>")
+    counts = "; numbers = video counts" if acc["num_classes"] <= 15 else ""
     parts.append(_figure_html(
         figs["confusion"], f"{name} confusion matrix",
         "<b>What it shows:</b> rows are true classes, columns predictions; colour = share of the row's videos "
-        "(so the diagonal is each class's accuracy), numbers = video counts (small label sets only). "
-        "<b>How to read it:</b> bright off-diagonal cells are systematic confusions, listed below."))
+        f"(so the diagonal is each class's accuracy){counts}. {_confusion_sentence(acc)}"))
     parts.append(_confused_table(acc))
+    shown = len([c for c in acc["per_class"] if c["count"]])
+    subset = (f" Only the 20 weakest and 20 strongest of the {shown} classes are drawn; the full table is below."
+              if shown > 40 else "")
     parts.append(_figure_html(
         figs["class_accuracy"], f"{name} per-class accuracy",
         "<b>What it shows:</b> top-1 accuracy of each class, sorted, with its number of videos (n); the dashed "
-        "line is the mean class accuracy. Large label sets show only the weakest and the strongest classes; "
-        "the full table is below."))
+        f"line is the mean class accuracy ({_num(acc['mean_class_accuracy'], '{:.1f}')}%).{subset}"))
     parts.append(_class_table(acc))
     return "\n".join(parts)
+
+
+def _comparison_sentence(report: dict[str, Any], names: Sequence[str]) -> str:
+    """Whether the runs were evaluated alike (same number of videos, frames, input size), computed."""
+    if len(names) < 2:
+        return ""
+    keys = (("num_videos", "videos"), ("frames", "frames"), ("input_size", "px input"))
+    seen = {k: {report["runs"][n]["summary"].get(k) for n in names} for k, _ in keys}
+    differ = [label for k, label in keys if len(seen[k]) > 1]
+    if differ:
+        return (f'<div class="note">The runs differ in {", ".join(differ)}: their points compare different '
+                "evaluations.</div>")
+    s = report["runs"][names[0]]["summary"]
+    return (f"All {len(names)} runs were evaluated on the same number of videos ({s['num_videos']}), "
+            f"{s['frames']} frames, {s['input_size']} px.")
+
+
+def _mix_sentence(report: dict[str, Any], names: Sequence[str]) -> str:
+    out = []
+    for n in names:
+        s = report["runs"][n]["summary"]
+        q = s.get("reuse_keep_quotient")
+        if s["policy_ratios"] is not None and q is not None:
+            out.append(f"{_e(n)} reuses {q:.2f}× as many channels as it keeps")
+        elif s["policy_ratios"] is not None:
+            out.append(f"{_e(n)} keeps no channel")
+    return ("; ".join(out) + ".") if out else ""
+
+
+def _fallback_runs(report: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """Adaptive runs whose mix weights the blocks equally (metrics.json without block_channels)."""
+    return [n for n in names if report["runs"][n]["summary"]["policy_ratios"] is not None
+            and report["runs"][n]["summary"].get("policy_ratios_definition") != POLICY_RATIO_DEFINITION]
+
+
+def _fallback_clause(report: dict[str, Any], names: Sequence[str]) -> str:
+    fallback = _fallback_runs(report, names)
+    return f"; {_e(', '.join(fallback))}: every gated block weighted equally, see the run table" if fallback else ""
+
+
+def _definition_note(report: dict[str, Any], names: Sequence[str]) -> str:
+    """The skip/reuse/keep definition under the run table (and the fallback runs, marked †)."""
+    fallback = _fallback_runs(report, names)
+    text = f"<sup>*</sup> skip/reuse/keep = {_e(POLICY_RATIO_DEFINITION)}, the definition of metrics.json."
+    if fallback:
+        text += (f" <sup>†</sup> {_e(', '.join(fallback))}: metrics.json has no block_channels (an older "
+                 "evaluation), so every gated block is weighted equally.")
+    return text
 
 
 def render_html(
     report: dict[str, Any], figures: dict[str, Any], runs: Sequence[RunData], names: Sequence[str]
 ) -> str:
-    """The self-contained HTML page (figures as ``data:image/png;base64`` URIs, inline CSS, no scripts)."""
+    """The self-contained HTML page (figures as ``data:image/png;base64`` URIs, inline CSS, no scripts).
+
+    Every sentence about the runs is computed from them (no generic claim that could be false for a run)."""
     nav = ['<a href="#runs">Runs</a>', '<a href="#compare">Accuracy vs compute</a>']
     if "policy_mix" in figures:
         nav.append('<a href="#mix">Policy mix</a>')
@@ -377,34 +498,31 @@ def render_html(
         _summary_table(report, names),
         '<p class="sub">All numbers are recomputed from each run\'s <code>eval/predictions.jsonl</code>: top-1/top-5 '
         "over the evaluated videos; GFLOPs per video in the paper's convention (multiply-accumulates, all frames of "
-        "the clip); <i>dense</i> = the same model with every channel computed; <i>saving</i> = 1 − GFLOPs / dense; "
-        "skip/reuse/keep = share of channel-frames, every gated block weighted equally.</p>",
+        "the clip), 3 significant digits; <i>dense</i> = the same model with every channel computed; <i>saving</i> = "
+        f"1 − GFLOPs / dense. {_definition_note(report, names)}</p>",
         '<h2 id="compare">Accuracy vs compute</h2>',
         _figure_html(
             figures["flops_accuracy"], "GFLOPs vs top-1 accuracy",
             "<b>What it shows:</b> each run at its mean GFLOPs per video (x) and top-1 accuracy (y); marker area is "
-            "proportional to the parameter count; adaptive (policy) models in purple, dense models in grey, like "
-            "the paper's Fig. 2. <b>How to read it:</b> up and to the left is better — more accuracy for less "
-            "computation. Compare only runs evaluated on the same data."),
+            "proportional to the parameter count; colour = method (legend), like the paper's Fig. 2. "
+            + _comparison_sentence(report, names)),
     ]
     if "budget_curves" in figures:
         body.append(_figure_html(
             figures["budget_curves"], "GFLOPs vs top-1 at compute budgets",
             "<b>What it shows:</b> each line is one checkpoint evaluated at several compute budgets "
             "(<code>adafuse eval --budgets</code>; labels: the budget, a fraction of the GFLOPs with every channel "
-            "kept), squares are the other runs (e.g. models trained at fixed FLOPs weights). <b>How to read it:</b> "
-            "a line above the squares gives the same accuracy for less computation from a single checkpoint."))
+            "kept; star: the checkpoint's own policy), squares are the other runs."))
     if "policy_mix" in figures:
         body += [
             '<h2 id="mix">Policy mix</h2>',
             _figure_html(
                 figures["policy_mix"], "skip/reuse/keep pies",
-                "<b>What it shows:</b> for each adaptive run, the share of all channel-frames (all videos, frames "
-                "and gated blocks) that the policy skips, reuses or keeps, like the paper's Fig. 3. The "
-                "<b>reuse / keep quotient</b> is the mixing ratio of the temporal fusion: high values (SthV1 0.694, "
-                "SthV2 0.741, Jester 0.574 in the paper) mean the model leans on the previous frame; low values "
-                "(Mini-Kinetics 0.232) mean appearance of the current frame dominates. A large skip share means "
-                "many channels are not needed for the task."),
+                "<b>What it shows:</b> for each adaptive run, the shares of skip, reuse and keep over all of its "
+                f"channel decisions ({_e(POLICY_RATIO_DEFINITION)}{_fallback_clause(report, names)}), like the "
+                "paper's Fig. 3; the same numbers as the run table. The <b>reuse / keep quotient</b> is the mixing "
+                "ratio of the temporal fusion: "
+                + _mix_sentence(report, names)),
         ]
     dense_runs = [n for n, r in zip(names, runs, strict=True) if report["runs"][n]["policy"] is None]
     if dense_runs and "policy_mix" in figures:

@@ -196,4 +196,11 @@ def load_run(run_dir: str | os.PathLike, name: str | None = None) -> RunData:
         run.warnings.append(
             f"metrics.json names {len(block_names)} blocks but predictions carry {num_blocks}; block names ignored"
         )
+    channels = metrics.get("block_channels")
+    if num_blocks and not (isinstance(channels, list) and len(channels) == num_blocks):
+        run.warnings.append(
+            f"metrics.json has no channel count for each of the {num_blocks} gated blocks (block_channels; it was "
+            "written by an older evaluation): the skip/reuse/keep mix of this run weights every gated block "
+            "equally instead of by its channels. Evaluate again (adafuse eval) for the channel-weighted mix."
+        )
     return run

@@ -7,9 +7,11 @@ dicts of Python numbers and lists (JSON-ready), so the same numbers feed the plo
 Conventions
 -----------
 - Actions in the fixed order ``(skip, reuse, keep)`` (``adafuse.models.fusion``), ratios as fractions 0..1.
-- Dataset-level policy mix: mean over videos of the mean over gated blocks of each block's ratios, i.e.
-  every gated block counts the same (not weighted by its channel count); videos all have T frames, so this
-  is also the mean over frames.
+- Dataset-level policy mix: :func:`adafuse.flops.policy_ratios`, the one definition of the project (also in
+  ``metrics.json``, the training log, the demo table and the budget curve): the share of all channel decisions
+  (one per video, frame, gated block and channel), i.e. per-block ratios weighted by the blocks' channel counts
+  (``block_channels`` of ``metrics.json``). Files without the counts (older evaluations) fall back to weighting
+  the blocks equally, and the mix says so (``definition``).
 - "Instance" (paper Fig. 4, dark bars): share of a block's channels whose action is the same at every
   frame of a video, averaged over videos. Given per action (``[skip, reuse, keep]``, summing to the total
   share) when the predictions carry it, else as a total only.
@@ -24,8 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from adafuse.flops import POLICY_RATIO_DEFINITION, policy_ratios
 from adafuse.models.fusion import ACTIONS
 
+EQUAL_BLOCKS_DEFINITION = ("share of channel decisions with every gated block weighted equally (metrics.json has no "
+                           "block_channels)")
 TREND_DEGREE = 3  # the paper's Fig. 4 fits 3rd-order polynomials
 TREND_POINTS = 64
 
@@ -84,20 +89,30 @@ def block_constant_array(predictions: Sequence[Prediction]) -> np.ndarray | None
     raise ValueError(f"block_constant must be a float or [skip, reuse, keep] per block; got shape {arr.shape[1:]}")
 
 
-def policy_mix(block_ratios: np.ndarray) -> dict[str, Any]:
-    """Dataset-level mix (paper Fig. 3) from per-video per-block ratios ``(V, B, 3)``.
+def mix_from_ratios(ratios: Sequence[float], definition: str = POLICY_RATIO_DEFINITION) -> dict[str, Any]:
+    """A mix dict from dataset-level ``[skip, reuse, keep]`` fractions (e.g. ``policy_ratios`` of ``metrics.json``):
+    ``{"skip", "reuse", "keep"}``, ``"ratios"``, ``"reuse_keep_quotient"`` (reuse / keep, the paper's "mixture ratio
+    for feature fusion"; ``None`` when nothing is kept) and ``"definition"`` (what the fractions are shares of)."""
+    mix = [float(v) for v in ratios]
+    if len(mix) != 3:
+        raise ValueError(f"expected [skip, reuse, keep], got {list(ratios)}")
+    out: dict[str, Any] = dict(zip(ACTIONS, mix, strict=True))
+    out["ratios"] = mix
+    out["reuse_keep_quotient"] = mix[1] / mix[2] if mix[2] > 0 else None
+    out["definition"] = definition
+    return out
 
-    Returns ``{"skip", "reuse", "keep"}`` fractions, ``"ratios"`` ``[s, r, k]`` and ``"reuse_keep_quotient"``
-    (reuse / keep, the paper's "mixture ratio for feature fusion"; ``None`` when nothing is kept).
-    """
+
+def policy_mix(block_ratios: np.ndarray, channels: Sequence[int] | None = None) -> dict[str, Any]:
+    """Dataset-level mix (paper Fig. 3) from per-video per-block ratios ``(V, B, 3)`` and the blocks' channel
+    counts (``B``): :func:`adafuse.flops.policy_ratios` as a :func:`mix_from_ratios` dict. Without ``channels``
+    the blocks are weighted equally and ``definition`` says so."""
     ratios = np.asarray(block_ratios, dtype=np.float64)
     if ratios.ndim != 3 or ratios.shape[2] != 3:
         raise ValueError(f"block_ratios must have shape (V, B, 3); got {ratios.shape}")
-    mix = ratios.mean(axis=(0, 1))
-    out: dict[str, Any] = {name: float(v) for name, v in zip(ACTIONS, mix, strict=True)}
-    out["ratios"] = [float(v) for v in mix]
-    out["reuse_keep_quotient"] = float(mix[1] / mix[2]) if mix[2] > 0 else None
-    return out
+    # with one block (or the channel counts known) both weightings agree: the project's definition
+    definition = POLICY_RATIO_DEFINITION if channels is not None or ratios.shape[1] == 1 else EQUAL_BLOCKS_DEFINITION
+    return mix_from_ratios(policy_ratios(ratios, channels), definition)
 
 
 def polynomial_trend(values: Sequence[float], degree: int = TREND_DEGREE) -> dict[str, Any]:
@@ -171,14 +186,26 @@ def block_stats(
     return out
 
 
+def block_channels_of(metrics: Mapping[str, Any], num_blocks: int) -> list[int] | None:
+    """``metrics.json``'s ``block_channels`` when it has one positive count per gated block, else ``None``."""
+    channels = metrics.get("block_channels")
+    if (isinstance(channels, list) and len(channels) == num_blocks and num_blocks
+            and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels)):
+        return list(channels)
+    return None
+
+
 def policy_from_predictions(
-    predictions: Sequence[Prediction], block_names: Sequence[str] | None = None
+    predictions: Sequence[Prediction], block_names: Sequence[str] | None = None,
+    block_channels: Sequence[int] | None = None,
 ) -> dict[str, Any] | None:
-    """``{"mix": policy_mix(...), "blocks": block_stats(...)}`` of a run; ``None`` for a dense model."""
+    """``{"mix": policy_mix(...), "blocks": block_stats(...)}`` of a run; ``None`` for a dense model.
+    ``block_channels``: the gated blocks' channel counts (the mix's weights; ``None``: blocks weighted equally)."""
     ratios = block_ratio_array(predictions)
     if ratios is None:
         return None
-    return {"mix": policy_mix(ratios), "blocks": block_stats(ratios, block_constant_array(predictions), block_names)}
+    return {"mix": policy_mix(ratios, block_channels),
+            "blocks": block_stats(ratios, block_constant_array(predictions), block_names)}
 
 
 def policy_stats_from_masks(
@@ -219,7 +246,7 @@ def policy_stats_from_masks(
         accounting_cost = StaticCost(total=0.0, blocks=blocks, floor=0.0, num_frames=num_frames, size=0, params=0)
     records = video_accounting(accounting_cost, list(masks), num_frames)
     names = list(block_names) if block_names else [b.name for b in accounting_cost.blocks]
-    result = policy_from_predictions(records, names)
+    result = policy_from_predictions(records, names, [int(m.shape[1]) for m in masks])
     assert result is not None  # masks are non-empty
     if cost is not None:
         result["gflops_per_video"] = float(np.mean([r["gflops"] for r in records]))
@@ -237,8 +264,9 @@ def accuracy_stats(
     Returns ``top1``, ``top5`` (``None`` when no record has ``top5``), ``mean_class_accuracy`` (%, over
     classes with videos), ``num_classes`` K, ``class_names`` (K), ``confusion`` (K x K counts, rows = true
     label, columns = prediction), ``per_class`` (K dicts: ``index, name, count, correct, accuracy`` %,
-    ``mean_gflops`` per video; ``None`` for classes without videos) and ``most_confused`` (largest
-    off-diagonal cells: ``true, pred, count``).
+    ``mean_gflops`` per video; ``None`` for classes without videos), ``most_confused`` (largest
+    off-diagonal cells: ``true, pred, count``) and ``gflops_accuracy_correlation`` (Pearson r between the classes'
+    accuracy and mean GFLOPs; ``None`` with fewer than 3 classes or no variation).
     """
     labels = np.asarray([p["label"] for p in predictions], dtype=np.int64)
     preds = np.asarray([p["pred"] for p in predictions], dtype=np.int64)
@@ -273,6 +301,11 @@ def accuracy_stats(
         if off[i, j] > 0
     ]
     present = counts > 0
+    class_acc = correct[present] / counts[present]
+    class_g = np.asarray([per_class[c]["mean_gflops"] for c in range(k) if present[c]], dtype=np.float64)
+    corr = None
+    if len(class_acc) >= 3 and class_acc.std() > 0 and class_g.std() > 1e-12 * max(1.0, abs(class_g.mean())):
+        corr = float(np.corrcoef(class_acc, class_g)[0, 1])
     return {
         "num_videos": len(predictions),
         "top1": float(100.0 * (labels == preds).mean()),
@@ -283,6 +316,7 @@ def accuracy_stats(
         "confusion": confusion.tolist(),
         "per_class": per_class,
         "most_confused": confused,
+        "gflops_accuracy_correlation": corr,
     }
 
 
@@ -291,7 +325,10 @@ def accuracy_stats(
 
 def compute_stats(predictions: Sequence[Prediction], dense_gflops_per_video: float | None, bins: int = 20) -> dict:
     """Distribution of per-video GFLOPs: ``mean, min, median, max`` (GFLOPs per video), ``relative_mean``
-    (mean / dense, ``None`` without a dense cost) and a histogram ``hist_edges`` (bins + 1) / ``hist_counts``.
+    (mean / dense, ``None`` without a dense cost), a histogram ``hist_edges`` (bins + 1) / ``hist_counts``, and
+    ``first_frame`` (``None`` unless every video has >= 2 ``frame_gflops``): ``num_videos``, ``most_expensive`` /
+    ``cheapest`` (videos whose first sampled frame costs strictly more / less than each later one), ``mean_first``
+    and ``mean_rest`` (GFLOPs of the first frame and of a later frame, averaged over videos).
     """
     g = np.asarray([p["gflops"] for p in predictions], dtype=np.float64)
     lo, hi = float(g.min()), float(g.max())
@@ -299,6 +336,18 @@ def compute_stats(predictions: Sequence[Prediction], dense_gflops_per_video: flo
         lo, hi = lo - 0.5e-3 * max(1.0, abs(lo)), hi + 0.5e-3 * max(1.0, abs(hi))
     counts, edges = np.histogram(g, bins=bins, range=(lo, hi))
     dense = _f(dense_gflops_per_video)
+    frames = [p.get("frame_gflops") or [] for p in predictions]
+    first = None
+    if all(len(f) >= 2 for f in frames):
+        arr = [np.asarray(f, dtype=np.float64) for f in frames]
+        first = {
+            "num_videos": len(arr),
+            # strictly above every later frame (ties are not "most")
+            "most_expensive": int(sum(bool(f[0] > f[1:].max()) for f in arr)),
+            "cheapest": int(sum(bool(f[0] < f[1:].min()) for f in arr)),
+            "mean_first": float(np.mean([f[0] for f in arr])),
+            "mean_rest": float(np.mean([f[1:].mean() for f in arr])),
+        }
     return {
         "mean": float(g.mean()),
         "min": float(g.min()),
@@ -308,6 +357,7 @@ def compute_stats(predictions: Sequence[Prediction], dense_gflops_per_video: flo
         "relative_mean": float(g.mean() / dense) if dense else None,
         "hist_edges": edges.tolist(),
         "hist_counts": counts.astype(int).tolist(),
+        "first_frame": first,
     }
 
 
@@ -372,13 +422,14 @@ def run_summary(metrics: Mapping[str, Any], predictions: Sequence[Prediction]) -
 
     Keys: ``arch, num_videos, top1, top5`` (%), ``gflops_per_video`` (mean over videos),
     ``gflops_static_per_video`` (dense cost), ``saving`` (1 - dynamic/dense), ``params`` (count),
-    ``frames``, ``input_size``, ``policy_ratios`` ([s, r, k] or ``None``), ``reuse_keep_quotient``.
+    ``frames``, ``input_size``, ``policy_ratios`` ([s, r, k] or ``None``, see :func:`policy_mix`),
+    ``policy_ratios_definition`` and ``reuse_keep_quotient``.
     """
     acc = accuracy_stats(predictions, metrics.get("class_names"))
     g = float(np.mean([p["gflops"] for p in predictions]))
     dense = _f(metrics.get("gflops_static_per_video"))
     ratios = block_ratio_array(predictions)
-    mix = policy_mix(ratios) if ratios is not None else None
+    mix = policy_mix(ratios, block_channels_of(metrics, ratios.shape[1])) if ratios is not None else None
     params = metrics.get("params")
     return {
         "arch": str(metrics.get("arch") or "?"),
@@ -392,6 +443,7 @@ def run_summary(metrics: Mapping[str, Any], predictions: Sequence[Prediction]) -
         "frames": metrics.get("frames"),
         "input_size": metrics.get("input_size"),
         "policy_ratios": mix["ratios"] if mix else None,
+        "policy_ratios_definition": mix["definition"] if mix else None,
         "reuse_keep_quotient": mix["reuse_keep_quotient"] if mix else None,
     }
 
@@ -407,6 +459,12 @@ def consistency_notes(metrics: Mapping[str, Any], summary: Mapping[str, Any], to
     a, b = _f(metrics.get("gflops_per_video")), _f(summary.get("gflops_per_video"))
     if a is not None and b is not None and abs(a - b) > tol / 100 * max(abs(a), 1e-9):
         notes.append(f"metrics.json gflops_per_video = {a:.3f} but the predictions average {b:.3f}")
+    a_mix, b_mix = metrics.get("policy_ratios"), summary.get("policy_ratios")
+    if (isinstance(a_mix, list) and len(a_mix) == 3 and b_mix is not None
+            and summary.get("policy_ratios_definition") == POLICY_RATIO_DEFINITION
+            and max(abs(float(x) - y) for x, y in zip(a_mix, b_mix, strict=True)) > tol / 100):
+        notes.append("metrics.json policy_ratios = " + " / ".join(f"{100 * float(x):.1f}" for x in a_mix)
+                     + " % but the predictions give " + " / ".join(f"{100 * y:.1f}" for y in b_mix) + " %")
     n = metrics.get("num_videos")
     if isinstance(n, int) and n != summary.get("num_videos"):
         notes.append(f"metrics.json num_videos = {n} but predictions.jsonl has {summary.get('num_videos')}")
@@ -421,7 +479,8 @@ def run_stats(
     class_names = metrics.get("class_names")
     summary = run_summary(metrics, predictions)
     block_names = metrics.get("block_names")
-    policy = policy_from_predictions(predictions, block_names)
+    num_blocks = len(predictions[0].get("block_ratios") or []) if predictions else 0
+    policy = policy_from_predictions(predictions, block_names, block_channels_of(metrics, num_blocks))
     dense = metrics.get("gflops_static_per_video")
     return {
         "summary": summary,

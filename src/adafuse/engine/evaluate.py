@@ -22,7 +22,7 @@ from torch import nn
 
 from adafuse.engine.distributed import DistInfo, all_gather_objects
 from adafuse.engine.metrics import progress
-from adafuse.flops import StaticCost, video_accounting
+from adafuse.flops import POLICY_RATIO_DEFINITION, StaticCost, policy_ratios, video_accounting
 from adafuse.models import collect_masks, fusion_modules, policy_state, unwrap
 
 log = logging.getLogger("adafuse")
@@ -145,7 +145,8 @@ def summarize(
     ``num_nonfinite`` counts videos whose logits hold NaN/inf (such an evaluation is refused by
     :func:`adafuse.engine.trainer.evaluate_checkpoint` and never "best" in training).
 
-    ``policy_ratios`` weights the blocks by their channel count (the share of all gated channel decisions).
+    ``policy_ratios``: :func:`adafuse.flops.policy_ratios` (the share of all channel decisions, blocks weighted by
+    their channel count ``block_channels``).
     """
     n = len(records)
     if n == 0:
@@ -154,11 +155,8 @@ def summarize(
     top5 = 100.0 * sum(r["label"] in r["top5"] for r in records) / n
     num_blocks = len(cost.blocks)
     block_ratios = [[sum(r["block_ratios"][b][a] for r in records) / n for a in range(3)] for b in range(num_blocks)]
-    policy = None
-    if num_blocks:
-        weights = [b.channels for b in cost.blocks]
-        total = float(sum(weights))
-        policy = [sum(w * br[a] for w, br in zip(weights, block_ratios, strict=True)) / total for a in range(3)]
+    channels = [b.channels for b in cost.blocks]
+    policy = policy_ratios(block_ratios, channels) if num_blocks else None
     return {
         "arch": arch,
         "run": run,
@@ -173,8 +171,10 @@ def summarize(
         "gflops_static_per_video_released": cost.released * num_frames * views / 1e9,
         "params": cost.params,
         "policy_ratios": policy,
+        "policy_ratios_definition": POLICY_RATIO_DEFINITION if num_blocks else None,
         "block_ratios": block_ratios,
         "block_names": [b.name for b in cost.blocks],
+        "block_channels": channels,
         "class_names": list(class_names) if class_names is not None else [],
         "frames": num_frames,
         "input_size": input_size,

@@ -31,8 +31,10 @@ conventions need ``T >= 2`` (their last-frame rule reads frame ``T-2``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -159,6 +161,33 @@ def loss_gflops(
     multiplies by lambda. (The released code's ``real``/``upb`` values are this mean, ``released_real`` /
     ``released_upb``.)"""
     return dynamic_gflops_per_frame(cost, masks, num_frames, batch_size, convention).mean()
+
+
+POLICY_RATIO_DEFINITION = ("share of all channel decisions (one per video, frame, gated block and channel): "
+                           "blocks weighted by their channel count")
+
+
+def policy_ratios(block_ratios: Any, channels: Sequence[int] | None) -> list[float]:
+    """The policy mix ``[skip, reuse, keep]`` of a model: the share of *all* its channel decisions (one per video,
+    frame, gated block and channel), i.e. the per-block ratios averaged with the blocks' channel counts as weights
+    (:data:`POLICY_RATIO_DEFINITION`). The one definition of the project: training logs, ``metrics.json``, the
+    demo table, the budget curve and the report all use this function.
+
+    ``block_ratios``: ``(..., B, 3)`` per-block fractions (e.g. ``(V, B, 3)`` per video; leading dimensions are
+    averaged, every video has the same T frames so this is the mean over frames too). ``channels``: ``B`` channel
+    counts (:attr:`BlockCost.channels`); ``None`` weights the blocks equally (for files that lack the counts).
+    """
+    ratios = np.asarray(block_ratios, dtype=np.float64)
+    if ratios.ndim < 2 or ratios.shape[-1] != 3 or ratios.shape[-2] == 0:
+        raise ValueError(f"block_ratios must have shape (..., B, 3) with B >= 1, got {ratios.shape}")
+    per_block = ratios.reshape(-1, ratios.shape[-2], 3).mean(axis=0)  # (B, 3)
+    if channels is None:
+        weights = np.ones(per_block.shape[0])
+    else:
+        weights = np.asarray(channels, dtype=np.float64)
+        if weights.shape != (per_block.shape[0],) or (weights <= 0).any():
+            raise ValueError(f"need {per_block.shape[0]} positive channel counts, got {list(channels)}")
+    return [float(v) for v in weights @ per_block / weights.sum()]
 
 
 def video_accounting(

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from adafuse.flops import GIGA, StaticCost, dynamic_gflops, static_cost
+from adafuse.flops import GIGA, StaticCost, dynamic_gflops, policy_ratios, static_cost
 from adafuse.models.budget_conditioning import set_budget_target
 from adafuse.models.fusion import ACTIONS, collect_masks, fusion_modules, policy_state
 from adafuse.models.recognizer import unwrap
@@ -109,7 +109,7 @@ def budget_shift(model: nn.Module, shift: float) -> Iterator[None]:
 @dataclass
 class ClipCost:
     """Cost of a model on clips at one shift: ``gflops_per_video`` (mean), ``fraction`` of the all-keep model,
-    ``policy_ratios`` ``[skip, reuse, keep]`` over all gated channel decisions."""
+    ``policy_ratios`` ``[skip, reuse, keep]``: :func:`adafuse.flops.policy_ratios` (share of all channel decisions)."""
 
     shift: float
     gflops_per_video: float
@@ -133,7 +133,7 @@ def clip_cost(model: nn.Module, clips: Tensor, shift: float, cost: StaticCost | 
     was_training = core.training
     device = modules[0].select.device
     core.eval()
-    total, counts, channels = 0.0, torch.zeros(3, dtype=torch.float64), 0
+    total, counts = 0.0, torch.zeros(len(modules), 3, dtype=torch.float64)  # per block: decisions per action
     try:
         with policy_state(core, decision="argmax"):
             set_budget_shift(core, shift)
@@ -142,14 +142,15 @@ def clip_cost(model: nn.Module, clips: Tensor, shift: float, cost: StaticCost | 
                 core(x)
                 masks = collect_masks(core)
                 total += float(dynamic_gflops(cost, masks, t).sum())
-                for m in masks:
-                    counts += m.double().sum(dim=(0, 1)).cpu()
-                    channels += m.shape[0] * m.shape[1]
+                for b, m in enumerate(masks):
+                    counts[b] += m.double().sum(dim=(0, 1)).cpu()
     finally:
         core.train(was_training)
     per_video = total / n
     all_keep = cost.total * t / GIGA
-    return ClipCost(float(shift), per_video, per_video / all_keep, [float(c) / channels for c in counts])
+    block_ratios = (counts / counts.sum(dim=1, keepdim=True)).tolist()
+    return ClipCost(float(shift), per_video, per_video / all_keep,
+                    policy_ratios(block_ratios, [b.channels for b in cost.blocks]))
 
 
 @dataclass
