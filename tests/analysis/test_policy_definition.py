@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from adafuse.analysis import build_report
+from adafuse.analysis.formats import fmt_gflops
 from adafuse.engine.demo import results_markdown
 from adafuse.engine.evaluate import summarize, write_eval
 from adafuse.flops import POLICY_RATIO_DEFINITION, BlockCost, StaticCost, policy_ratios, video_accounting
@@ -76,6 +77,8 @@ def test_metrics_json_demo_table_and_report_agree_on_the_policy_mix(tmp_path):
     assert cell is not None, row
     shown = [float(x) for x in cell.groups()]
     assert shown == [round(100 * x, 1) for x in report["policy"]["mix"]["ratios"]]
+    assert POLICY_RATIO_DEFINITION in table  # the demo table states the definition
+    assert f"| {fmt_gflops(metrics['gflops_per_video'])} |" in row  # 3 significant digits, as on the report's page
 
     page = files.html.read_text(encoding="utf-8")
     assert " / ".join(f"{100 * x:.1f}" for x in engine) in page  # the run table shows the same numbers

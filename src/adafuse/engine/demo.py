@@ -28,10 +28,12 @@ from typing import Any
 
 import yaml
 
+from adafuse.analysis.formats import fmt_gflops
 from adafuse.analysis.runs import read_predictions
-from adafuse.analysis.stats import policy_mix
+from adafuse.analysis.stats import mix_from_ratios
 from adafuse.config import Config
 from adafuse.engine.metrics import setup_logging
+from adafuse.flops import POLICY_RATIO_DEFINITION
 
 log = logging.getLogger("adafuse")
 
@@ -243,14 +245,15 @@ def results_markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     for r in rows:
         rel = f"{100 * r['gflops_per_video'] / tsn['gflops_per_video']:.0f}%" if tsn else "-"
         mix = "-" if r["policy_ratios"] is None else " / ".join(f"{100 * x:.1f}" for x in r["policy_ratios"])
-        lines.append(f"| {r['method']} | `{r['arch']}` | {r['params'] / 1e6:.2f}M | {r['gflops_per_video']:.4f} | "
+        gflops = fmt_gflops(r["gflops_per_video"])  # 3 significant digits, as in the report
+        lines.append(f"| {r['method']} | `{r['arch']}` | {r['params'] / 1e6:.2f}M | {gflops} | "
                      f"{rel} | {r['top1']:.1f} | {r['top5']:.1f} | {_fmt(r['direction'])} | {_fmt(r['top1_split'])} | "
                      f"{mix} |")
     lines += ["", "Direction in pairs: among validation clips of paired classes whose prediction falls in the right "
               "pair, the share with the right member. An order-blind model (TSN) predicts a clip and its reversal "
               "alike, so it is at chance (50%) here, up to the few videos whose frame count makes the sampled "
               "frames of a clip and of its reversal differ. Top-1 val split only: the original validation videos "
-              "alone."]
+              f"alone. Skip / Reuse / Keep: {POLICY_RATIO_DEFINITION} (as in metrics.json and `adafuse report`)."]
     if tsn is not None:
         ada = next((r for r in rows if r["method"] == "AdaFuse-TSN"), None)
         if ada is not None:
@@ -270,7 +273,7 @@ def plot_results(rows: list[dict[str, Any]], out: Path) -> None:
     plot_flops_accuracy([{"run": r["method"], "arch": r["arch"], "gflops": r["gflops_per_video"], "top1": r["top1"],
                           "params": r["params"], "adaptive": r["policy_ratios"] is not None} for r in rows],
                         out / "results.png")
-    mixes = {r["method"]: policy_mix([[r["policy_ratios"]]]) for r in rows if r["policy_ratios"] is not None}
+    mixes = {r["method"]: mix_from_ratios(r["policy_ratios"]) for r in rows if r["policy_ratios"] is not None}
     if mixes:
         plot_policy_mix(mixes, out / "policy_mix.png")
 
