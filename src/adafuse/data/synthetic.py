@@ -380,7 +380,8 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: int = FPS, codec
 
 
 def _write_video(job: tuple) -> tuple[int, int, int, str]:
-    """Worker: render, write the frame folder and the mp4 of one video -> (class, k, frames, id)."""
+    """Worker: render, write the frame folder (and the mp4 unless ``codec`` is None) of one video -> (class, k,
+    frames, id)."""
     out_dir, seed, label, k, size, frames_range, codec = job
     class_name = SYNTH_CLASSES[label]
     rng = np.random.default_rng([seed, label, k])
